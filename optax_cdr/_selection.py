@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 # Bit pattern of +inf; every finite non-negative float32 lies below it, every NaN
 # (with its sign bit cleared) above it.
@@ -69,10 +70,25 @@ def _top_bucket(hist: jax.Array, k: jax.Array):
   return bucket, above.astype(jnp.uint32), at_least[bucket]
 
 
+def _replicated_like(x: jax.Array) -> dict:
+  """`out_sharding` for a small result under explicit sharding, else nothing.
+
+  With explicit mesh axes JAX cannot infer where a scatter from sharded indices
+  into a small histogram should live; replicated makes XLA scatter locally and
+  all-reduce the histogram, never gather the indices.
+  """
+  sharding = jax.typeof(x).sharding
+  if jax.sharding.AxisType.Explicit not in sharding.mesh.axis_types:
+    return {}
+  return {"out_sharding": jax.sharding.NamedSharding(sharding.mesh, P())}
+
+
 def _histogram(hist: jax.Array, index: jax.Array) -> jax.Array:
   # Out-of-range indices are dropped: that is how entries outside the current
   # bucket (and non-finite ones) are left out without a second array.
-  return hist.at[index].add(jnp.uint32(1), mode="drop")
+  return hist.at[index].add(
+      jnp.uint32(1), mode="drop", **_replicated_like(index)
+  )
 
 
 def _radix_select(leaves_bits, k: RankOrFn) -> KthLargest:
