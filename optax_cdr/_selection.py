@@ -55,7 +55,11 @@ def score_bits(score: jax.Array) -> jax.Array:
 
 def _resolve_rank(k: RankOrFn, num_finite: jax.Array) -> jax.Array:
   k = k(num_finite) if callable(k) else k
-  return jnp.clip(jnp.asarray(k, jnp.uint32), 0, num_finite)
+  if isinstance(k, int):
+    k = jnp.uint32(min(max(k, 0), 2**32 - 1))
+  elif jnp.issubdtype(jnp.result_type(k), jnp.signedinteger):
+    k = jnp.maximum(k, 0)
+  return jnp.minimum(jnp.asarray(k).astype(jnp.uint32), num_finite)
 
 
 def _top_bucket(hist: jax.Array, k: jax.Array):
