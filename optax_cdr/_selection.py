@@ -62,16 +62,28 @@ def _resolve_rank(k: RankOrFn, num_finite: jax.Array) -> jax.Array:
   return jnp.minimum(jnp.asarray(k).astype(jnp.uint32), num_finite)
 
 
-def _top_bucket(hist: jax.Array, k: jax.Array):
-  """Largest bucket b with count(bucket >= b) >= k, and count(bucket > b)."""
-  at_least = jnp.cumsum(hist[::-1])[::-1]  # at_least[b] = count(bucket >= b)
-  bucket = jnp.sum(at_least >= k, dtype=jnp.int32) - 1
-  above = jnp.where(
-      bucket + 1 < hist.shape[0],
-      at_least[jnp.minimum(bucket + 1, hist.shape[0] - 1)],
-      0,
-  )
-  return bucket, above.astype(jnp.uint32), at_least[bucket]
+def _reverse_cumsum(x: jax.Array) -> jax.Array:
+  return jnp.cumsum(x[::-1])[::-1]
+
+
+def _top_bucket(hist: jax.Array, k: jax.Array, cols: int = 256):
+  """Largest bucket b with count(bucket >= b) >= k; count(> b); count(>= b).
+
+  Two levels (rows of `cols` buckets, then one row) instead of one cumsum
+  over all buckets: a 64k-long cumsum costs more than a small model's whole
+  histogram pass on CPU.
+  """
+  rows = hist.shape[0] // cols
+  row_at_least = _reverse_cumsum(hist.reshape(rows, cols).sum(1))
+  row = jnp.sum(row_at_least >= k, dtype=jnp.int32) - 1
+  next_row = jnp.minimum(row + 1, rows - 1)
+  above_row = jnp.where(row + 1 < rows, row_at_least[next_row], 0)
+  in_row = jax.lax.dynamic_slice(hist, (row * cols,), (cols,))
+  at_least = _reverse_cumsum(in_row) + above_row.astype(jnp.uint32)
+  col = jnp.sum(at_least >= k, dtype=jnp.int32) - 1
+  above = jnp.where(col + 1 < cols, at_least[jnp.minimum(col + 1, cols - 1)],
+                    above_row)
+  return row * cols + col, above.astype(jnp.uint32), at_least[col]
 
 
 def _replicated_like(x: jax.Array) -> dict:

@@ -1,0 +1,196 @@
+"""Benchmark: the exact global threshold of CDR against sort-based selection.
+
+Measures, in one process and interleaved, the time to find the k-th largest of
+m non-negative float32 scores (k = 0.8 m) with `optax_cdr.kth_largest` (radix,
+bisection and the automatic choice), `jax.lax.top_k`, `jnp.sort`, a plain
+`jnp.sum` over the scores (one read pass: the floor), and `torch.topk` /
+`torch.kthvalue` when torch is installed. It also times a full
+`chain(cdr, sgd)` update against `chain(add_decayed_weights, sgd)` and reports
+the peak temporary memory XLA assigns to each selection program.
+
+    python -m experiments.benchmark_selection               # 1e4 .. 1e8
+    python -m experiments.benchmark_selection --sizes 1e4,1e6 --repeats 5
+
+Prints Markdown tables of medians and ratios; `--out` also writes them to a
+file.
+"""
+
+import argparse
+import functools
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optax_cdr
+
+KEEP = 0.8  # k = 0.8 m, tau = 0.2
+
+
+def _time_once(fn, *args) -> float:
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  return time.perf_counter() - start
+
+
+def _median_times(fns: dict, args: dict, repeats: int, slow_s: float) -> dict:
+  """Median seconds per function, runs interleaved; slow ones run once."""
+  times = {name: [] for name in fns}
+  for name, fn in fns.items():  # warm-up / compile, and detect slow ones
+    _time_once(fn, *args[name])
+    times[name].append(_time_once(fn, *args[name]))
+  for _ in range(repeats - 1):
+    for name, fn in fns.items():
+      if times[name][0] < slow_s:
+        times[name].append(_time_once(fn, *args[name]))
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _temp_bytes(fn, *args) -> int:
+  analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
+  return int(getattr(analysis, "temp_size_in_bytes", 0)) if analysis else 0
+
+
+def _torch_fns(scores: np.ndarray, k: int):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return {}, {}
+  t = torch.from_numpy(scores)
+  m = scores.size
+  fns = {
+      "torch.topk": lambda x: x.topk(k).values[-1].item(),
+      # kthvalue is the k-th *smallest*: the k-th largest is the (m-k+1)-th.
+      "torch.kthvalue": lambda x: x.kthvalue(m - k + 1).values.item(),
+  }
+  return fns, {name: (t,) for name in fns}
+
+
+def _split_leaves(scores: jax.Array):
+  """A model-like pytree: four kernels of different sizes and a bias."""
+  m = scores.size
+  cuts = [m // 2, m // 2 + m // 4, m // 2 + m // 4 + m // 8, m - 64]
+  parts = jnp.split(scores, cuts)
+  return {f"kernel{i}": p.reshape(-1, 1) if i < 4 else p
+          for i, p in enumerate(parts)}
+
+
+def benchmark_size(m: int, repeats: int, slow_s: float, with_baselines: bool):
+  key = jax.random.key(m)
+  # Products of normals, like |g * w|: heavy-tailed, few exact ties.
+  g, w = jax.random.normal(key, (2, m), jnp.float32)
+  scores = jnp.abs(g * w)
+  k = int(KEEP * m)
+  ours = {
+      f"kth_largest[{method}]": jax.jit(
+          functools.partial(optax_cdr.kth_largest, k=k, method=method))
+      for method in ("auto", "radix", "bisection")
+  }
+  fns = {**ours, "jnp.sum": jax.jit(jnp.sum)}
+  if with_baselines:
+    fns["lax.top_k"] = jax.jit(lambda s: jax.lax.top_k(s, k)[0][-1])
+    fns["jnp.sort"] = jax.jit(lambda s: jnp.sort(s)[m - k])
+  args = {name: ([scores] if name.startswith("kth") else (scores,))
+          for name in fns}
+  torch_fns, torch_args = ({}, {})
+  if with_baselines:
+    torch_fns, torch_args = _torch_fns(np.asarray(scores), k)
+  fns.update(torch_fns)
+  args.update(torch_args)
+  times = _median_times(fns, args, repeats, slow_s)
+
+  # Exactness check of the numbers being compared.
+  want = float(jnp.sort(scores)[m - k]) if m <= 10**7 else None
+  for name in ours:
+    got = float(ours[name]([scores]).value)
+    if want is not None and got != want:
+      raise AssertionError(f"{name} gave {got}, expected {want} at m={m}")
+
+  memory = {
+      "ours": _temp_bytes(lambda s: optax_cdr.kth_largest([s], k).value, scores),
+      "lax.top_k": _temp_bytes(lambda s: jax.lax.top_k(s, k)[0][-1], scores),
+      "jnp.sort": _temp_bytes(lambda s: jnp.sort(s)[m - k], scores),
+  }
+
+  params = _split_leaves(w)
+  grads = _split_leaves(g)
+  cdr_tx = optax.chain(optax_cdr.cdr(1 - KEEP, 1e-3), optax.sgd(0.01, 0.9))
+  sgd_tx = optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.01, 0.9))
+  steps = {
+      "chain(cdr, sgd)": (jax.jit(cdr_tx.update),
+                          (grads, cdr_tx.init(params), params)),
+      "chain(wd, sgd)": (jax.jit(sgd_tx.update),
+                         (grads, sgd_tx.init(params), params)),
+  }
+  step_times = _median_times({n: f for n, (f, _) in steps.items()},
+                              {n: a for n, (_, a) in steps.items()},
+                              repeats, slow_s)
+  return times, memory, step_times
+
+
+def _fmt_ms(s: float) -> str:
+  return f"{1e3 * s:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument("--sizes", default="1e4,3e4,1e5,1e6,1e7,2.5e7,1e8",
+                      help="comma-separated numbers of scores m")
+  parser.add_argument("--repeats", type=int, default=7,
+                      help="timed runs per method (median reported)")
+  parser.add_argument("--slow-seconds", type=float, default=2.0,
+                      help="a method slower than this runs only once")
+  parser.add_argument("--baselines-up-to", type=float, default=1e8,
+                      help="skip lax.top_k/sort/torch above this m")
+  parser.add_argument("--out", default=None, help="also write the tables here")
+  args = parser.parse_args(argv)
+  sizes = [int(float(s)) for s in args.sizes.split(",")]
+
+  lines = [f"jax {jax.__version__}, backend {jax.default_backend()}, "
+           f"{jax.devices()[0].device_kind}; k = {KEEP} m; medians of "
+           f"{args.repeats} interleaved runs", ""]
+  head = ("| m | ours (auto) | radix | bisection | lax.top_k | jnp.sort | "
+          "torch.topk | torch.kthvalue | jnp.sum | top_k / ours | sort / ours "
+          "| torch.topk / ours | ours / sum |")
+  lines += [head, "|" + "---|" * (head.count("|") - 1)]
+  update_lines = ["", "| m | chain(cdr, sgd) | chain(add_decayed_weights, sgd) "
+                  "| ratio |", "|---|---|---|---|"]
+  memory_lines = ["", "| m | scores | ours temp | lax.top_k temp | jnp.sort temp |",
+                  "|---|---|---|---|---|"]
+  for m in sizes:
+    times, memory, steps = benchmark_size(
+        m, args.repeats, args.slow_seconds, m <= args.baselines_up_to)
+    get = lambda n: times.get(n)
+    ours = times["kth_largest[auto]"]
+    ratio = lambda n: f"{get(n) / ours:.1f}x" if get(n) else "-"
+    cell = lambda n: _fmt_ms(get(n)) if get(n) else "-"
+    lines.append(
+        f"| {m:.0e} | {cell('kth_largest[auto]')} | "
+        f"{cell('kth_largest[radix]')} | {cell('kth_largest[bisection]')} | "
+        f"{cell('lax.top_k')} | {cell('jnp.sort')} | {cell('torch.topk')} | "
+        f"{cell('torch.kthvalue')} | {cell('jnp.sum')} | {ratio('lax.top_k')} | "
+        f"{ratio('jnp.sort')} | {ratio('torch.topk')} | "
+        f"{ours / times['jnp.sum']:.1f}x |")
+    cdr_t, sgd_t = steps["chain(cdr, sgd)"], steps["chain(wd, sgd)"]
+    update_lines.append(f"| {m:.0e} | {_fmt_ms(cdr_t)} | {_fmt_ms(sgd_t)} | "
+                        f"{cdr_t / sgd_t:.2f}x |")
+    mib = lambda b: f"{b / 2**20:.1f} MiB"
+    memory_lines.append(f"| {m:.0e} | {mib(4 * m)} | {mib(memory['ours'])} | "
+                        f"{mib(memory['lax.top_k'])} | {mib(memory['jnp.sort'])} |")
+    print(lines[-1], flush=True)
+  report = "\n".join(lines + update_lines + memory_lines)
+  print("\n" + report)
+  if args.out:
+    with open(args.out + ".tmp", "w") as f:
+      f.write(report + "\n")
+    os.replace(args.out + ".tmp", args.out)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()
