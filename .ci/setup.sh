@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything optax_cdr and its experiments need on a fresh Debian
+# machine with Python 3.10+: the offline Fashion-MNIST files and the package
+# with its experiment and test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
+fi
+python -m pip install -q --upgrade pip
+python -m pip install -q -e ".[test]"
