@@ -172,17 +172,17 @@ def main(argv=None):
     ratio = lambda n: f"{get(n) / ours:.1f}x" if get(n) else "-"
     cell = lambda n: _fmt_ms(get(n)) if get(n) else "-"
     lines.append(
-        f"| {m:.0e} | {cell('kth_largest[auto]')} | "
+        f"| {m:.3g} | {cell('kth_largest[auto]')} | "
         f"{cell('kth_largest[radix]')} | {cell('kth_largest[bisection]')} | "
         f"{cell('lax.top_k')} | {cell('jnp.sort')} | {cell('torch.topk')} | "
         f"{cell('torch.kthvalue')} | {cell('jnp.sum')} | {ratio('lax.top_k')} | "
         f"{ratio('jnp.sort')} | {ratio('torch.topk')} | "
         f"{ours / times['jnp.sum']:.1f}x |")
     cdr_t, sgd_t = steps["chain(cdr, sgd)"], steps["chain(wd, sgd)"]
-    update_lines.append(f"| {m:.0e} | {_fmt_ms(cdr_t)} | {_fmt_ms(sgd_t)} | "
+    update_lines.append(f"| {m:.3g} | {_fmt_ms(cdr_t)} | {_fmt_ms(sgd_t)} | "
                         f"{cdr_t / sgd_t:.2f}x |")
     mib = lambda b: f"{b / 2**20:.1f} MiB"
-    memory_lines.append(f"| {m:.0e} | {mib(4 * m)} | {mib(memory['ours'])} | "
+    memory_lines.append(f"| {m:.3g} | {mib(4 * m)} | {mib(memory['ours'])} | "
                         f"{mib(memory['lax.top_k'])} | {mib(memory['jnp.sort'])} |")
     print(lines[-1], flush=True)
   report = "\n".join(lines + update_lines + memory_lines)
