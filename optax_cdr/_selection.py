@@ -167,10 +167,18 @@ def _finish(value_bits, num_at_least, num_finite, k) -> KthLargest:
 _METHODS = {"radix": _radix_select, "bisection": _bisection_select}
 
 
-def _default_method() -> str:
+# Below this many scores the radix select's fixed cost (two histograms of 32k
+# and 64k buckets) exceeds 31 counting passes (measured on CPU; see
+# experiments/benchmark_selection.py).
+_SMALL = 1 << 14
+
+
+def _default_method(size: int) -> str:
   # TPUs lower scatter-adds (histograms) slowly; counting passes are plain
   # reductions there. CPUs and GPUs favour the two-pass radix select.
-  return "bisection" if jax.default_backend() == "tpu" else "radix"
+  if jax.default_backend() == "tpu" or size < _SMALL:
+    return "bisection"
+  return "radix"
 
 
 def kth_largest(scores, k: RankOrFn, *, method: str = "auto") -> KthLargest:
@@ -186,7 +194,8 @@ def kth_largest(scores, k: RankOrFn, *, method: str = "auto") -> KthLargest:
       callable mapping the number of finite scores (uint32) to the rank. It is
       clipped to [0, number of finite scores]; k == 0 gives +inf.
     method: "radix" (two histogram passes), "bisection" (31 counting passes)
-      or "auto" (bisection on TPU, radix elsewhere). All give the same result.
+      or "auto" (bisection on TPU or below 16k scores, radix elsewhere). All
+      give the same result.
 
   Returns:
     A `KthLargest` with the value, the number of finite scores >= it (which
@@ -199,14 +208,14 @@ def kth_largest(scores, k: RankOrFn, *, method: str = "auto") -> KthLargest:
     >>> float(r.value), int(r.num_at_least)
     (2.0, 3)
   """
+  leaves = jax.tree.leaves(scores)
   if method == "auto":
-    method = _default_method()
+    method = _default_method(sum(jnp.size(leaf) for leaf in leaves))
   if method not in _METHODS:
     raise ValueError(
         f"Unknown selection method {method!r}; expected one of "
         f"{sorted(_METHODS) + ['auto']}."
     )
-  leaves = jax.tree.leaves(scores)
   if not leaves:
     raise ValueError("kth_largest needs at least one array of scores.")
   for leaf in leaves:
