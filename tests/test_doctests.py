@@ -4,10 +4,10 @@ import doctest
 
 import pytest
 
-from optax_cdr import _cdr, _keep_count, _selection
+from optax_cdr import _cdr, _selection
 
 
-@pytest.mark.parametrize("module", [_cdr, _keep_count, _selection])
+@pytest.mark.parametrize("module", [_cdr, _selection])
 def test_docstring_examples(module):
   result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-  assert result.failed == 0
+  assert result.attempted > 0 and result.failed == 0
