@@ -3,7 +3,6 @@
 import numbers
 from typing import Any, Callable, NamedTuple, Optional, Union
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -133,6 +132,19 @@ def _rank_fn(tau, num_ranked_static: int):
   )
 
 
+def _passes(g, w, threshold: jax.Array) -> jax.Array:
+  """Entries at or above the threshold, non-finite scores included.
+
+  Compared as bit patterns, as in the selection: non-finite scores sort above
+  every finite threshold, and no float compare can flush a subnormal. The
+  scores are recomputed here rather than kept from the selection: an
+  elementwise product is cheaper than storing m floats.
+  """
+  return _selection.score_bits(_scores(g, w)) >= _selection.score_bits(
+      threshold
+  )
+
+
 def _select(flat_mask, flat_updates, flat_params, tau, method):
   ranked_scores = [
       _scores(g, w)
@@ -174,10 +186,10 @@ def critical_mask(
   sel = _select(flat_mask, flat_updates, flat_params, tau, method)
   flat = []
   for g, w, ranked in zip(flat_updates, flat_params, flat_mask):
-    s = _scores(g, w)
-    flat.append(
-        (s >= sel.value) & jnp.isfinite(s) if ranked else jnp.zeros(s.shape, bool)
-    )
+    if ranked:
+      flat.append(_passes(g, w, sel.value) & jnp.isfinite(_scores(g, w)))
+    else:
+      flat.append(jnp.zeros(jnp.shape(g), bool))
   return jax.tree.unflatten(jax.tree.structure(params), flat)
 
 
@@ -265,9 +277,9 @@ def cdr(
     raise ValueError(
         f"Unknown regularizer {regularizer!r}; expected one of {_REGULARIZERS}."
     )
-  if method not in ("auto", "radix", "bisection"):
+  if method not in _selection.METHOD_NAMES:
     raise ValueError(
-        f"Unknown method {method!r}; expected 'auto', 'radix' or 'bisection'."
+        f"Unknown method {method!r}; expected one of {_selection.METHOD_NAMES}."
     )
 
   def init_fn(params):
@@ -291,24 +303,25 @@ def cdr(
     _check_scalar("tau", tau_t, 0.0, 1.0)
     _check_scalar("lam", lam_t, 0.0, float("inf"))
     scale = 1.0 - tau_t if critical_scale is None else value(critical_scale)
+    # Concrete values were checked above; traced ones are guarded in the output.
+    traced = not (_is_concrete(tau_t) and _is_concrete(lam_t))
     valid = (jnp.asarray(tau_t) >= 0) & (jnp.asarray(tau_t) <= 1) & (
         jnp.asarray(lam_t) >= 0
     )
 
     sel = _select(flat_mask, flat_updates, flat_params, tau_t, method)
-    threshold_bits = _selection.score_bits(sel.value)
     flat_out = []
     for g, w, ranked in zip(flat_updates, flat_params, flat_mask):
       if not ranked:
         flat_out.append(g)
         continue
-      # Non-finite scores have bit patterns >= +inf's >= the threshold's:
-      # one comparison passes critical and non-finite entries alike.
-      passes = _selection.score_bits(_scores(g, w)) >= threshold_bits
+      passes = _passes(g, w, sel.value)
       w32 = w.astype(jnp.float32)
       shrink = jnp.sign(w32) if regularizer == "l1" else w32
       u = jnp.where(passes, scale * g.astype(jnp.float32), 0.0) + lam_t * shrink
-      flat_out.append(jnp.where(valid, u, jnp.nan).astype(g.dtype))
+      if traced:
+        u = jnp.where(valid, u, jnp.nan)
+      flat_out.append(u.astype(g.dtype))
 
     new_state = CDRState(
         count=optax.safe_increment(state.count),

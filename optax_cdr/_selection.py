@@ -165,6 +165,7 @@ def _finish(value_bits, num_at_least, num_finite, k) -> KthLargest:
 
 
 _METHODS = {"radix": _radix_select, "bisection": _bisection_select}
+METHOD_NAMES = ("auto", *_METHODS)
 
 
 # Below this many scores the radix select's fixed cost (two histograms of 32k
@@ -213,8 +214,7 @@ def kth_largest(scores, k: RankOrFn, *, method: str = "auto") -> KthLargest:
     method = _default_method(sum(jnp.size(leaf) for leaf in leaves))
   if method not in _METHODS:
     raise ValueError(
-        f"Unknown selection method {method!r}; expected one of "
-        f"{sorted(_METHODS) + ['auto']}."
+        f"Unknown selection method {method!r}; expected one of {METHOD_NAMES}."
     )
   if not leaves:
     raise ValueError("kth_largest needs at least one array of scores.")
