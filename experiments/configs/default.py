@@ -1,0 +1,65 @@
+"""Default configuration: CDR (reference flavour) on Fashion-MNIST with LeNet-5.
+
+Every field can be overridden on the command line, e.g.
+`--config.noise_rate=0.2 --config.method=ce`. The variant configs in this
+folder import this one and change the dataset/model-specific fields.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default configuration."""
+  config = ml_collections.ConfigDict()
+
+  # Data. `data_source`: "auto", "tfds", "idx" or "npy" (see input_pipeline);
+  # `data_dir` None means the source's default location.
+  config.dataset = "fashion_mnist"
+  config.data_source = "auto"
+  config.data_dir = config_dict.placeholder(str)
+  # Noise: symmetric | pairflip | asymmetric | instance, rate in [0, 1).
+  config.noise_type = "instance"
+  config.noise_rate = 0.4
+  # Fraction of the (noisy) training set held out for model selection.
+  config.val_fraction = 0.1
+
+  # Model: lenet5 | mlp | resnet18 | resnet34 | resnet50.
+  config.model = "lenet5"
+  config.mlp_hidden = (1024, 1024)
+
+  # Method: ce | cdr_ref | cdr_paper (see experiments/methods.py).
+  config.method = "cdr_ref"
+  # CDR's non-critical fraction; None = the true noise rate (the paper's oracle).
+  config.cdr_tau = config_dict.placeholder(float)
+  # Shrinkage lam * sign(w) of cdr_paper (cdr_ref uses weight_decay instead).
+  config.cdr_lam = 1e-3
+
+  # Optimization (the reference code's SGD for MNIST / F-MNIST).
+  config.batch_size = 32
+  config.num_epochs = 100
+  config.learning_rate = 0.01
+  config.momentum = 0.9
+  config.weight_decay = 1e-3
+  # The learning rate is multiplied by lr_decay at the start of these epochs
+  # (0-based, like torch's MultiStepLR stepped once per epoch).
+  config.lr_milestones = (10, 20)
+  config.lr_decay = 0.1
+
+  # Evaluation batch size (must be divisible by the number of devices).
+  config.eval_batch_size = 1000
+
+  # Execution. steps_per_call > 1 runs that many steps in one lax.scan per
+  # call; on this CPU the scan slows conv nets down and speeds dense nets up
+  # (see experiments/benchmark_training.py), so the variants pick it.
+  config.steps_per_call = 1
+  # Devices for data parallelism; None = all local devices.
+  config.num_devices = config_dict.placeholder(int)
+  config.seed = 0
+  config.checkpoints_to_keep = 2
+  # Stop (as if killed) after this many epochs of this invocation; for
+  # testing resumption. None = run to num_epochs.
+  config.stop_after_epochs = config_dict.placeholder(int)
+  # tqdm progress bar per epoch (only shown on a terminal).
+  config.log_progress = True
+  return config

@@ -1,0 +1,74 @@
+r"""Trains one model on a noisy-label dataset with one method (CE, CDR, ...).
+
+Example:
+
+  python -m experiments.main \
+    --config=experiments/configs/fashion_mnist_lenet.py \
+    --workdir=/tmp/fmnist_cdr \
+    --config.noise_type=instance --config.noise_rate=0.4 \
+    --config.method=cdr_paper
+
+Every field of the config file can be overridden with --config.<field>=...
+(see experiments/configs/default.py for the fields and what they mean).
+The workdir receives metrics.jsonl (one line per epoch), summary.json and
+checkpoints/; running the same command again resumes from the last
+checkpoint.
+"""
+
+import json
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from experiments import train
+from experiments.configs import default
+
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for metrics, summary and checkpoints."
+)
+config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Path to a config file (experiments/configs/*.py); override any field with "
+    "--config.<field>=<value>. Fields (defaults of configs/default.py): "
+    + ", ".join(f"{k}={v}" for k, v in default.get_config().items()),
+    lock_config=True,
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Drops orbax's INFO lines (a dozen per checkpoint); keeps its warnings."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  config = flags.FLAGS.config
+  logging.info("Config:\n%s", config)
+  try:
+    summary = train.train_and_evaluate(config, _WORKDIR.value)
+  except (ValueError, FileNotFoundError) as e:
+    # Configuration and data problems: the message is the useful part.
+    sys.exit(f"error: {e}")
+  if summary is None:
+    print(f"Stopped early; rerun the same command to resume in {_WORKDIR.value}")
+    return
+  print(
+      json.dumps(
+          {k: v for k, v in summary.items() if k != "config"}, indent=2
+      )
+  )
+  print(f"Results in {_WORKDIR.value}/summary.json and metrics.jsonl")
+
+
+if __name__ == "__main__":
+  app.run(main)
