@@ -31,6 +31,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import numpy as np
 
@@ -151,6 +152,7 @@ def time_epochs(mesh_devices: int | None) -> dict[str, dict[str, float]]:
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint.
   mesh = train.make_mesh(None)
   report = {
       "devices": [str(d) for d in mesh.devices.flat],

@@ -109,9 +109,18 @@ _REPORT_ONLY = flags.DEFINE_bool(
 
 def scaled_milestones(milestones, num_epochs: int) -> tuple[int, ...]:
   """Scales milestones so the last one falls at 2/3 of the epoch budget."""
+  if not milestones:
+    return ()
   scale = 2 * num_epochs / (3 * max(milestones))
   scaled = sorted({max(1, round(m * scale)) for m in milestones})
   return tuple(m for m in scaled if m < num_epochs)
+
+
+def lr_milestones(config, num_epochs: int, override) -> tuple[int, ...]:
+  """The --lr_milestones override, or the config's scaled to num_epochs."""
+  if override is not None:
+    return tuple(override)
+  return scaled_milestones(config.lr_milestones, num_epochs)
 
 
 def resolve_grid() -> tuple[Grid, tuple[int, ...] | None]:
@@ -129,7 +138,10 @@ def resolve_grid() -> tuple[Grid, tuple[int, ...] | None]:
   grid = dataclasses.replace(
       grid, **{k: v for k, v in overrides.items() if v is not None}
   )
-  milestones = _LR_MILESTONES.value and tuple(int(m) for m in _LR_MILESTONES.value)
+  # An empty --lr_milestones= means a constant learning rate.
+  milestones = None
+  if _LR_MILESTONES.value is not None:
+    milestones = tuple(int(m) for m in _LR_MILESTONES.value)
   return grid, milestones
 
 
@@ -141,9 +153,7 @@ def make_config(grid, config_name, noise_type, rate, method, seed, milestones):
   config.method = method
   config.seed = seed
   config.num_epochs = grid.num_epochs
-  config.lr_milestones = milestones or scaled_milestones(
-      config.lr_milestones, grid.num_epochs
-  )
+  config.lr_milestones = lr_milestones(config, grid.num_epochs, milestones)
   config.log_progress = _LOG_PROGRESS.value
   if _DATA_SOURCE.value is not None:
     config.data_source = _DATA_SOURCE.value
@@ -163,6 +173,29 @@ def run_dir(results_dir, config_name, noise_type, rate, method, seed) -> str:
   )
 
 
+def is_finished(workdir: str, config) -> bool:
+  """Whether workdir holds the finished run of `config`.
+
+  Raises:
+    ValueError: if it holds a finished run of another configuration (e.g.
+      another epoch budget): its results must not be mixed into this grid.
+  """
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    summary = json.load(f)
+  differences = train.config_differences(summary["config"], config)
+  if summary["epochs"] != config.num_epochs:
+    differences.append(f"num_epochs: {summary['epochs']} -> {config.num_epochs}")
+  if differences:
+    raise ValueError(
+        f"{workdir} holds a finished run with another configuration "
+        f"({'; '.join(differences)}); use another --results_dir."
+    )
+  return True
+
+
 def run_grid(grid, milestones, results_dir) -> None:
   """Trains every run of the grid that has no summary.json yet."""
   datasets: dict[tuple, input_pipeline.Dataset] = {}
@@ -176,9 +209,9 @@ def run_grid(grid, milestones, results_dir) -> None:
   ]
   for i, run in enumerate(runs, 1):
     workdir = run_dir(results_dir, *run)
-    if os.path.exists(os.path.join(workdir, "summary.json")):
-      continue
     config = make_config(grid, *run, milestones)
+    if is_finished(workdir, config):
+      continue
     key = (config.dataset, config.data_source, config.data_dir)
     if key not in datasets:
       datasets[key] = input_pipeline.load_dataset(
@@ -335,9 +368,7 @@ def report(grid, milestones, results_dir) -> str:
   first_config = importlib.import_module(
       f"experiments.configs.{grid.configs[0]}"
   ).get_config()
-  used = milestones or scaled_milestones(
-      first_config.lr_milestones, grid.num_epochs
-  )
+  used = lr_milestones(first_config, grid.num_epochs, milestones)
   text = markdown_report(grid, used, runs)
   train.write_atomic(
       os.path.join(results_dir, "results.md"), f"# Results: {_GRID.value}\n\n" + text

@@ -470,6 +470,177 @@ def _progress_bar(config, epoch: int, total: int) -> tqdm.tqdm:
   )
 
 
+# Fields that may differ between a checkpointed run and its resumption: they
+# change how the run executes or where data is read, not what it computes.
+RESUMABLE_CHANGES = frozenset({
+    "num_epochs",
+    "stop_after_epochs",
+    "log_progress",
+    "checkpoints_to_keep",
+    "data_source",
+    "data_dir",
+    "num_devices",
+    "eval_batch_size",
+})
+
+
+def config_differences(saved: dict[str, Any], config: ml_collections.ConfigDict):
+  """Fields (outside RESUMABLE_CHANGES) whose values differ, as strings."""
+  current = json.loads(json.dumps(config.to_dict()))
+  return [
+      f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+      for k in sorted(saved.keys() | current.keys())
+      if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+  ]
+
+
+class Experiment(NamedTuple):
+  """What a run needs besides its state: data, compiled functions, settings."""
+
+  config: ml_collections.ConfigDict
+  method: methods.Method
+  data: input_pipeline.NoisyDataset
+  splits: dict[str, DeviceSplit]
+  schedule: optax.Schedule
+  steps_per_epoch: int
+  # Steps per call of each call in an epoch, and the function for each size.
+  calls: list[int]
+  train_fns: dict[int, Callable]
+  predict_fn: Callable
+  mesh: jax.sharding.Mesh
+
+
+def setup(
+    config: ml_collections.ConfigDict,
+    dataset: input_pipeline.Dataset | None = None,
+) -> tuple[Experiment, TrainState]:
+  """Validates the config, loads the data and builds the model and functions."""
+  mesh = make_mesh(config.num_devices)
+  validate_config(config, mesh.devices.size)
+  method = methods.get_method(config.method)
+  data = load_data(config, dataset)
+  steps_per_epoch = len(data.train_labels) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(
+        f"batch_size={config.batch_size} exceeds the {len(data.train_labels)} "
+        "training examples."
+    )
+  schedule = learning_rate_schedule(config, steps_per_epoch)
+  tx = method.optimizer(config, schedule)
+  graphdef, state = create_train_state(
+      config, data.train_images.shape[1:], data.num_classes, tx
+  )
+  state = jax.device_put(state, _replicated(mesh))
+  chunk = min(config.steps_per_call, steps_per_epoch)
+  remainder = steps_per_epoch % chunk
+  calls = [chunk] * (steps_per_epoch // chunk) + [remainder] * (remainder > 0)
+  batch = config.eval_batch_size
+  experiment = Experiment(
+      config=config,
+      method=method,
+      data=data,
+      splits={
+          "train": to_device(data.train_images, data.train_labels, batch, mesh),
+          "val": to_device(data.val_images, data.val_labels, batch, mesh),
+          "test": to_device(data.test_images, data.test_labels, batch, mesh),
+      },
+      schedule=schedule,
+      steps_per_epoch=steps_per_epoch,
+      calls=calls,
+      train_fns={
+          n: make_train_fn(graphdef, method, tx, config, mesh, steps_per_epoch, n)
+          for n in set(calls)
+      },
+      predict_fn=make_predict_fn(graphdef, config, mesh),
+      mesh=mesh,
+  )
+  return experiment, state
+
+
+def train_epoch(
+    exp: Experiment, state: TrainState, epoch: int
+) -> tuple[TrainState, dict[str, float]]:
+  """Runs one epoch of training; returns the state and its running metrics."""
+  config, steps = exp.config, exp.steps_per_epoch
+  learning_rate = float(exp.schedule(int(state.step)))
+  perm = jax.device_put(
+      epoch_permutation(config.seed, epoch, exp.splits["train"].size),
+      _replicated(exp.mesh),
+  )
+  totals = zero_totals(exp.method, state.opt_state)
+  split = exp.splits["train"]
+  with _progress_bar(config, epoch, steps) as bar:
+    for num_steps in exp.calls:
+      state, totals = exp.train_fns[num_steps](
+          state, totals, split.images, split.labels, perm
+      )
+      bar.update(num_steps)
+  totals = jax.device_get(totals)
+  return state, {
+      "epoch": epoch,
+      "step": int(state.step),
+      "learning_rate": learning_rate,
+      "train_loss": float(totals.pop("loss")) / steps,
+      # On the noisy labels, as the weights changed during the epoch.
+      "train_running_acc": float(totals.pop("correct"))
+      / (steps * config.batch_size),
+      # The method's optimizer metrics (CDR's critical_fraction): mean over
+      # the epoch's steps.
+      **{k: float(v) / steps for k, v in totals.items()},
+  }
+
+
+def evaluate(exp: Experiment, state: TrainState) -> dict[str, float | None]:
+  """Accuracies on every split and the memorization rate (see accuracy_metrics)."""
+  preds = {
+      name: predict_split(exp.predict_fn, state, split, exp.config.eval_batch_size)
+      for name, split in exp.splits.items()
+  }
+  return accuracy_metrics(preds, exp.data)
+
+
+def _checkpoint_args(state, history, config):
+  return ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      history=ocp.args.JsonSave(history),
+      config=ocp.args.JsonSave(config.to_dict()),
+  )
+
+
+def restore(
+    checkpoints: ocp.CheckpointManager,
+    state: TrainState,
+    config: ml_collections.ConfigDict,
+) -> tuple[TrainState, list[dict[str, Any]]]:
+  """The latest checkpoint's state and metrics; (state, []) if there is none.
+
+  Raises:
+    ValueError: if the checkpointed run had a different configuration.
+  """
+  step = checkpoints.latest_step()
+  if step is None:
+    return state, []
+  # The config first: another model or optimizer would not even restore.
+  saved = checkpoints.restore(
+      step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+  ).config
+  if differences := config_differences(saved, config):
+    raise ValueError(
+        f"{checkpoints.directory} holds a run with another configuration "
+        f"({'; '.join(differences)}). Use another workdir, or delete it."
+    )
+  restored = checkpoints.restore(
+      step,
+      args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(
+              jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+          ),
+          history=ocp.args.JsonRestore(),
+      ),
+  )
+  return restored.state, list(restored.history)
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -487,124 +658,45 @@ def train_and_evaluate(
     The summary (also written to summary.json), or None when the run stopped
     early because of `config.stop_after_epochs`.
   """
-  mesh = make_mesh(config.num_devices)
-  num_devices = mesh.devices.size
-  validate_config(config, num_devices)
-  method = methods.get_method(config.method)
-  data = load_data(config, dataset)
-  num_train = len(data.train_labels)
-  steps_per_epoch = num_train // config.batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(
-        f"batch_size={config.batch_size} exceeds the {num_train} training "
-        "examples."
-    )
-  schedule = learning_rate_schedule(config, steps_per_epoch)
-  tx = method.optimizer(config, schedule)
-  graphdef, state = create_train_state(
-      config, data.train_images.shape[1:], data.num_classes, tx
-  )
-  state = jax.device_put(state, _replicated(mesh))
-
-  eval_batch = config.eval_batch_size
-  splits = {
-      "train": to_device(data.train_images, data.train_labels, eval_batch, mesh),
-      "val": to_device(data.val_images, data.val_labels, eval_batch, mesh),
-      "test": to_device(data.test_images, data.test_labels, eval_batch, mesh),
-  }
-  chunk = min(config.steps_per_call, steps_per_epoch)
-  train_fns = {
-      n: make_train_fn(graphdef, method, tx, config, mesh, steps_per_epoch, n)
-      for n in {chunk, steps_per_epoch % chunk} - {0}
-  }
-  calls = [chunk] * (steps_per_epoch // chunk) + [steps_per_epoch % chunk] * (
-      steps_per_epoch % chunk > 0
-  )
-  predict_fn = make_predict_fn(graphdef, config, mesh)
+  exp, state = setup(config, dataset)
   os.makedirs(workdir, exist_ok=True)
-  checkpoints = ocp.CheckpointManager(
+  with ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=config.checkpoints_to_keep, create=True
       ),
-  )
-  history: list[dict[str, Any]] = []
-  if checkpoints.latest_step() is not None:
-    restored = checkpoints.restore(
-        checkpoints.latest_step(),
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(
-                jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-            ),
-            history=ocp.args.JsonRestore(),
-        ),
-    )
-    state, history = restored.state, list(restored.history)
-    logging.info("Resumed from epoch %d in %s.", len(history), workdir)
-  write_metrics(workdir, history)
-
-  epochs_this_run = 0
-  for epoch in range(len(history) + 1, config.num_epochs + 1):
-    if epochs_this_run == config.stop_after_epochs:
-      checkpoints.wait_until_finished()
-      logging.info("Stopping after %d epochs (stop_after_epochs).", epoch - 1)
-      return None
-    start_time = time.perf_counter()
-    learning_rate = float(schedule(int(state.step)))
-    perm = jax.device_put(
-        epoch_permutation(config.seed, epoch, num_train), _replicated(mesh)
-    )
-    totals = zero_totals(method, state.opt_state)
-    with _progress_bar(config, epoch, steps_per_epoch) as bar:
-      for num_steps in calls:
-        state, totals = train_fns[num_steps](
-            state, totals, splits["train"].images, splits["train"].labels, perm
-        )
-        bar.update(num_steps)
-    totals = jax.device_get(totals)
-    train_time = time.perf_counter() - start_time
-
-    preds = {
-        name: predict_split(predict_fn, state, split, eval_batch)
-        for name, split in splits.items()
-    }
-    record = {
-        "epoch": epoch,
-        "step": int(state.step),
-        "learning_rate": learning_rate,
-        "train_loss": float(totals.pop("loss")) / steps_per_epoch,
-        "train_running_acc": float(totals.pop("correct"))
-        / (steps_per_epoch * config.batch_size),
-        # Optimizer metrics (critical_fraction): mean over the epoch's steps.
-        **{k: float(v) / steps_per_epoch for k, v in totals.items()},
-        **accuracy_metrics(preds, data),
-        "train_time_s": train_time,
-        "epoch_time_s": time.perf_counter() - start_time,
-    }
-    history.append(record)
-    logging.info(
-        "epoch %d: loss %.4f, val %.4f, test %.4f, memorized %s, %.1fs",
-        epoch,
-        record["train_loss"],
-        record["val_acc"],
-        record["test_acc"],
-        record["memorization"],
-        record["epoch_time_s"],
-    )
-    # Metrics first: a kill between the two leaves one extra record, which
-    # the resume drops (the checkpoint's history is the truth).
+  ) as checkpoints:
+    state, history = restore(checkpoints, state, config)
+    if history:
+      logging.info("Resumed after epoch %d in %s.", len(history), workdir)
     write_metrics(workdir, history)
-    checkpoints.save(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            history=ocp.args.JsonSave(history),
-        ),
-    )
-    epochs_this_run += 1
-
-  checkpoints.wait_until_finished()
-  summary = summarize(config, history, data, num_devices)
+    first_epoch = len(history) + 1
+    for epoch in range(first_epoch, config.num_epochs + 1):
+      if epoch - first_epoch == config.stop_after_epochs:
+        checkpoints.wait_until_finished()
+        logging.info("Stopped after epoch %d (stop_after_epochs).", epoch - 1)
+        return None
+      start = time.perf_counter()
+      state, record = train_epoch(exp, state, epoch)
+      record["train_time_s"] = time.perf_counter() - start
+      record.update(evaluate(exp, state))
+      record["epoch_time_s"] = time.perf_counter() - start
+      history.append(record)
+      logging.info(
+          "epoch %d: loss %.4f, val %.4f, test %.4f, memorized %s, %.1f s",
+          epoch,
+          record["train_loss"],
+          record["val_acc"],
+          record["test_acc"],
+          record["memorization"],
+          record["epoch_time_s"],
+      )
+      # Metrics first: a kill between the two leaves one extra record, which
+      # the resumption drops (the checkpoint's history is the truth).
+      write_metrics(workdir, history)
+      checkpoints.save(epoch, args=_checkpoint_args(state, history, config))
+    checkpoints.wait_until_finished()
+  summary = summarize(config, history, exp.data, exp.mesh.devices.size)
   write_atomic(
       os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n"
   )

@@ -10,6 +10,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import tensorflow_datasets as tfds
 
@@ -297,6 +298,8 @@ def test_end_to_end_and_resume_after_interruption(tmp_path):
   )
   assert len(read_metrics(resumed_dir)) == 1
   assert not os.path.exists(os.path.join(resumed_dir, "summary.json"))
+  with pytest.raises(ValueError, match="another configuration.*method"):
+    train.train_and_evaluate(tiny_config(method="ce"), resumed_dir, dataset)
   resumed = train.train_and_evaluate(tiny_config(), resumed_dir, dataset)
 
   # Bit-identical: every metric of every epoch, not just the summary.
@@ -425,6 +428,38 @@ def test_cli_errors_reach_the_user(tmp_path):
   assert "--config.noise_rate=0.4" in result.stdout + result.stderr
 
 
+def test_reproduce_runs_a_grid_and_reports(tmp_path):
+  data_dir = str(tmp_path / "idx")
+  write_idx_dataset(data_dir, tiny_dataset())
+  results = tmp_path / "results"
+  command = [
+      sys.executable, "-m", "experiments.reproduce", "--grid=main",
+      "--configs=mnist_lenet", "--data_source=idx", f"--data_dir={data_dir}",
+      "--noise_types=symmetric", "--noise_rates=0.2", "--methods=ce,cdr_ref",
+      "--num_epochs=2", f"--results_dir={results}", "--nolog_progress",
+  ]
+  first = subprocess.run(
+      command, cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert "[2/2] mnist_lenet symmetric 0.2 cdr_ref 0" in first.stdout
+  assert "lr x0.1 at epochs [1]" in first.stdout
+  table = (results / "results.md").read_text()
+  assert "| method | sym 20 |" in table and "| cdr_ref | " in table
+  for name in ("test_accuracy.png", "memorization.png", "summaries.json"):
+    assert (results / name).stat().st_size > 0
+  # Finished runs are skipped; another budget in the same place is refused.
+  second = subprocess.run(
+      command, cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert second.returncode == 0 and "[1/2]" not in second.stdout
+  third = subprocess.run(
+      command[:-3] + ["--num_epochs=3", *command[-2:]],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert third.returncode != 0 and "another configuration" in third.stderr
+
+
 # ---------------------------------------------------------------------------
 # Data parallelism
 # ---------------------------------------------------------------------------
@@ -474,31 +509,41 @@ def _in_subprocess_with_8_devices(test_id):
 
 
 @pytest.mark.parametrize(
-    "model, shape",
+    "model, shape, tol",
     [
-        pytest.param("lenet5", (28, 28, 1), id="lenet5"),
-        # BatchNorm: statistics must be over the global batch.
+        pytest.param("lenet5", (28, 28, 1), 1e-4, id="lenet5"),
+        # BatchNorm: its statistics must be over the global batch. The tiny
+        # ResNet on synthetic 16x16 images is ill-conditioned (a 1-ulp change
+        # of the inputs moves its gradient by ~1%), hence the looser bound.
         pytest.param(
-            "resnet18", (8, 8, 1), id="resnet18", marks=pytest.mark.slow
+            "resnet18", (16, 16, 1), 1e-2, id="resnet18", marks=pytest.mark.slow
         ),
     ],
 )
-def test_data_parallel_matches_single_device(model, shape, tmp_path):
+def test_data_parallel_matches_single_device(model, shape, tol, tmp_path):
   if jax.device_count() < 8:
     _in_subprocess_with_8_devices(
         f"test_data_parallel_matches_single_device[{model}]"
     )
     return
   dataset = tiny_dataset(shape=shape)
-  config = tiny_config(model=model, method="cdr_ref")
-  state1, preds1 = _steps_on(1, config, dataset, num_steps=3)
-  state8, preds8 = _steps_on(8, config, dataset, num_steps=3)
+  initial, _ = _steps_on(1, tiny_config(model=model), dataset, num_steps=0)
+  runs = {
+      n: _steps_on(n, tiny_config(model=model), dataset, num_steps=1)
+      for n in (1, 8)
+  }
+  updates = {
+      n: jax.tree.map(np.subtract, state.params, initial.params)
+      for n, (state, _) in runs.items()
+  }
+  difference = jax.tree.map(np.subtract, updates[1], updates[8])
+  assert optax.tree.norm(difference) <= tol * optax.tree.norm(updates[1])
   jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
-      (state1.params, state1.batch_stats),
-      (state8.params, state8.batch_stats),
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+      runs[1][0].batch_stats,
+      runs[8][0].batch_stats,
   )
-  assert np.mean(preds1 == preds8) >= 0.95
+  assert np.mean(runs[1][1] == runs[8][1]) >= 0.95
   if model == "lenet5":
     # The whole loop (evaluation, checkpoints of sharded arrays) on 8 devices.
     summary = train.train_and_evaluate(
