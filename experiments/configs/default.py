@@ -8,6 +8,8 @@ folder import this one and change the dataset/model-specific fields.
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import methods
+
 
 def get_config() -> ml_collections.ConfigDict:
   """Returns the default configuration."""
@@ -23,17 +25,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.noise_rate = 0.4
   # Fraction of the (noisy) training set held out for model selection.
   config.val_fraction = 0.1
+  # A seeded, class-balanced subset of this many training examples (before
+  # the noise and the split); None = the whole training set.
+  config.num_train_examples = config_dict.placeholder(int)
 
   # Model: lenet5 | mlp | resnet18 | resnet34 | resnet50.
   config.model = "lenet5"
   config.mlp_hidden = (1024, 1024)
 
-  # Method: ce | cdr_ref | cdr_paper (see experiments/methods.py).
+  # Method: a name of experiments/methods (REGISTRY). Each method's own
+  # hyperparameters are in method_args.<name>, e.g.
+  # --config.method_args.cdr_ref.tau=0.3; only the chosen method's are used.
   config.method = "cdr_ref"
-  # CDR's non-critical fraction; None = the true noise rate (the paper's oracle).
-  config.cdr_tau = config_dict.placeholder(float)
-  # Shrinkage lam * sign(w) of cdr_paper (cdr_ref uses weight_decay instead).
-  config.cdr_lam = 1e-3
+  config.method_args = methods.default_args()
 
   # Optimization (the reference code's SGD for MNIST / F-MNIST).
   config.batch_size = 32
@@ -41,8 +45,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.01
   config.momentum = 0.9
   config.weight_decay = 1e-3
-  # The learning rate is multiplied by lr_decay at the start of these epochs
-  # (0-based, like torch's MultiStepLR stepped once per epoch).
+  # The learning rate is multiplied by lr_decay from the first step of each
+  # of these (1-based) epochs. The reference code builds
+  # MultiStepLR(milestones=[10, 20]) but calls scheduler.step() at the start
+  # of every epoch (torch >= 1.1), so its rate drops before 0-based epochs 9
+  # and 19, i.e. 1-based epochs 10 and 20: 9 epochs at 0.01, not 10.
   config.lr_milestones = (10, 20)
   config.lr_decay = 0.1
 

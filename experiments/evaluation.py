@@ -1,0 +1,142 @@
+"""Evaluation: predictions on every split, accuracies, memorization, the summary."""
+
+import statistics
+from typing import Any, Callable, NamedTuple
+
+import jax
+from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from experiments import run_config
+from experiments.data import augment
+from experiments.data import DatasetSpec
+from experiments.data import NoisyDataset
+from experiments.methods import Method
+
+
+class DeviceSplit(NamedTuple):
+  """A split on the devices, padded to a multiple of the evaluation batch.
+
+  Attributes:
+    images: uint8 (num_padded, h, w, c); the padding is zeros.
+    labels: int32 (num_padded,) noisy (train/val) or clean (test) labels.
+    size: number of real examples (a Python int).
+  """
+
+  images: jax.Array
+  labels: jax.Array
+  size: int
+
+
+def make_predict_fn(
+    method: Method, spec: DatasetSpec, batch_size: int, mesh: jax.sharding.Mesh
+) -> Callable:
+  """Jitted (state, images, start) -> predicted logits of one eval batch."""
+  batch_sharding = NamedSharding(mesh, P("data"))
+
+  def predict(state, images, start):
+    x = lax.dynamic_slice_in_dim(images, start, batch_size)
+    x = lax.with_sharding_constraint(x, batch_sharding)
+    return method.predict(state, augment.normalize(x, spec))
+
+  return jax.jit(predict)
+
+
+def predict_split(predict_fn, state, split: DeviceSplit, batch_size: int):
+  """Logits of every example of a split, as a numpy array."""
+  logits = [
+      predict_fn(state, split.images, start)
+      for start in range(0, split.images.shape[0], batch_size)
+  ]
+  return np.concatenate(jax.device_get(logits))[: split.size]
+
+
+def to_device(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    mesh: jax.sharding.Mesh,
+) -> DeviceSplit:
+  """Pads a split to a multiple of `batch_size` and replicates it on `mesh`."""
+  pad = -len(labels) % batch_size
+  images = np.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
+  labels = np.pad(labels, (0, pad))
+  images, labels = jax.device_put((images, labels), NamedSharding(mesh, P()))
+  return DeviceSplit(images, labels, size=len(labels) - pad)
+
+
+def accuracy_metrics(
+    preds: dict[str, np.ndarray], data: NoisyDataset
+) -> dict[str, float | None]:
+  """Accuracies and memorization from the predictions on each split.
+
+  Args:
+    preds: predicted classes for "train", "val" and "test".
+    data: the noisy dataset (noisy and clean labels).
+
+  Returns:
+    train_acc / val_acc: accuracy on the noisy labels (what the model was
+    fit to / selected on); train_clean_acc / val_clean_acc: on the true
+    labels; test_acc: clean test accuracy; memorization: fraction of the
+    mislabeled training examples predicted as their wrong (noisy) label;
+    mislabeled_correct: fraction of them predicted as their true label.
+    The last two are None without mislabeled examples.
+  """
+  train = preds["train"]
+  flipped = data.train_labels != data.train_clean_labels
+  mean = lambda x: float(np.mean(x)) if x.size else None
+  return {
+      "train_acc": mean(train == data.train_labels),
+      "train_clean_acc": mean(train == data.train_clean_labels),
+      "memorization": mean(train[flipped] == data.train_labels[flipped]),
+      "mislabeled_correct": mean(
+          train[flipped] == data.train_clean_labels[flipped]
+      ),
+      "val_acc": mean(preds["val"] == data.val_labels),
+      "val_clean_acc": mean(preds["val"] == data.val_clean_labels),
+      "test_acc": mean(preds["test"] == data.test_labels),
+  }
+
+
+def summarize(
+    config: ml_collections.ConfigDict,
+    history: list[dict[str, Any]],
+    data: NoisyDataset,
+    num_devices: int,
+) -> dict[str, Any]:
+  """The run's result from its per-epoch metrics (the paper's protocol).
+
+  The best epoch is the first epoch of highest noisy-validation accuracy;
+  the reported number is the test accuracy at that epoch.
+  """
+  best = max(history, key=lambda r: r["val_acc"])  # max keeps the first.
+  epoch_times = [r["epoch_time_s"] for r in history]
+  return {
+      "config": run_config.as_dict(config),
+      "dataset": data.name,
+      "model": config.model,
+      "method": config.method,
+      "noise_type": config.noise_type,
+      "noise_rate": config.noise_rate,
+      "seed": config.seed,
+      "realized_noise_rate": data.realized_rate,
+      "num_train": len(data.train_labels),
+      "num_val": len(data.val_labels),
+      "num_test": len(data.test_labels),
+      "epochs": len(history),
+      "best_epoch": best["epoch"],
+      "best_val_acc": best["val_acc"],
+      "test_acc_at_best_val": best["test_acc"],
+      "last_test_acc": history[-1]["test_acc"],
+      "max_test_acc": max(r["test_acc"] for r in history),
+      "last_memorization": history[-1]["memorization"],
+      # The first epoch of each process includes compilation: the median is
+      # the steady-state cost.
+      "seconds_per_epoch_median": statistics.median(epoch_times),
+      "seconds_per_epoch_mean": statistics.fmean(epoch_times),
+      "num_devices": num_devices,
+      "platform": jax.default_backend(),
+  }

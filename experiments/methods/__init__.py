@@ -1,0 +1,62 @@
+"""Learning-with-noisy-labels methods, looked up by name.
+
+Each method lives in its own module and is registered here with its
+description, its hyperparameters' defaults (``config.method_args.<name>``)
+and its factory ``make(ctx) -> Method`` (see ``base``). Adding a baseline is
+a module and one line in ``REGISTRY``; the training loop never changes.
+"""
+
+from typing import Callable, NamedTuple
+
+import ml_collections
+
+from experiments.methods import cdr
+from experiments.methods import ce
+from experiments.methods.base import Batch
+from experiments.methods.base import Context
+from experiments.methods.base import EpochView
+from experiments.methods.base import Method
+from experiments.methods.base import Network
+from experiments.methods.base import NetworkState
+from experiments.methods.base import Phase
+from experiments.methods.base import StepInfo
+
+
+class Entry(NamedTuple):
+  """A registered method: one line of ``--help`` and how to build it."""
+
+  description: str
+  default_args: Callable[[], ml_collections.ConfigDict]
+  make: Callable[[Context], Method]
+
+
+REGISTRY: dict[str, Entry] = {
+    "ce": Entry(ce.DESCRIPTION, ce.default_args, ce.make),
+    "cdr_ref": Entry(cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref),
+    "cdr_paper": Entry(
+        cdr.DESCRIPTION_PAPER, cdr.default_args_paper, cdr.make_paper
+    ),
+}
+
+
+def get(name: str) -> Entry:
+  """The registered method `name`; raises ValueError naming the valid ones."""
+  try:
+    return REGISTRY[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown method {name!r}; expected one of {tuple(REGISTRY)}."
+    ) from None
+
+
+def default_args() -> ml_collections.ConfigDict:
+  """Every registered method's hyperparameters, one sub-dict per method."""
+  return ml_collections.ConfigDict(
+      {name: entry.default_args() for name, entry in REGISTRY.items()}
+  )
+
+
+__all__ = (
+    "Batch", "Context", "EpochView", "Method", "Network", "NetworkState",
+    "Phase", "StepInfo", "REGISTRY", "Entry", "get", "default_args",
+)

@@ -1,0 +1,87 @@
+"""Checks a run's configuration and says when two runs are the same run.
+
+A run is identified by its configuration with only the chosen method's
+``method_args`` (changing another method's defaults changes nothing about
+this run), minus the fields that only change how it executes.
+"""
+
+import json
+from typing import Any
+
+import ml_collections
+
+from experiments import methods
+from experiments import models
+from experiments.data import noise
+from experiments.data import specs
+
+# Fields that may differ between a checkpointed run and its resumption: they
+# change how the run executes or where data is read, not what it computes.
+RESUMABLE_CHANGES = frozenset({
+    "num_epochs",
+    "stop_after_epochs",
+    "log_progress",
+    "checkpoints_to_keep",
+    "data_source",
+    "data_dir",
+    "num_devices",
+    "eval_batch_size",
+})
+
+
+def as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The run's identity: the config as JSON-able values, one method's args."""
+  values = json.loads(json.dumps(config.to_dict()))
+  values["method_args"] = values["method_args"].get(config.method, {})
+  return values
+
+
+def differences(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
+  """Fields (outside RESUMABLE_CHANGES) whose values differ, as strings."""
+  current = as_dict(config)
+  return [
+      f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+      for k in sorted(saved.keys() | current.keys())
+      if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+  ]
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError, naming the field, for a config that cannot run.
+
+  The chosen method checks its own ``method_args`` when it is built.
+
+  Args:
+    config: the experiment configuration.
+    num_devices: number of devices the run will use.
+  """
+  specs.canonical_name(config.dataset)  # Raises for unknown names.
+  methods.get(config.method)
+  if config.model not in models.MODELS:
+    raise ValueError(
+        f"unknown model {config.model!r}; expected one of {models.MODELS}."
+    )
+  noise_types = (*noise.NOISE_TYPES, noise.CLEAN)
+  if config.noise_type not in noise_types:
+    raise ValueError(
+        f"unknown noise_type {config.noise_type!r}; expected one of "
+        f"{noise_types}."
+    )
+  if not 0.0 <= config.noise_rate < 1.0:
+    raise ValueError(f"noise_rate must be in [0, 1), got {config.noise_rate}.")
+  for field in ("batch_size", "eval_batch_size"):
+    size = config[field]
+    if size < 1 or size % num_devices:
+      raise ValueError(
+          f"{field}={size} must be positive and divisible by the number of "
+          f"devices ({num_devices})."
+      )
+  for field in ("num_epochs", "steps_per_call", "checkpoints_to_keep"):
+    if config[field] < 1:
+      raise ValueError(f"{field} must be >= 1, got {config[field]}.")
+  milestones = list(config.lr_milestones)
+  if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+    raise ValueError(
+        "lr_milestones must be increasing 1-based epochs, got "
+        f"{config.lr_milestones}."
+    )
