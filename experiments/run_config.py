@@ -49,14 +49,14 @@ def differences(saved: dict[str, Any], config: ml_collections.ConfigDict) -> lis
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError, naming the field, for a config that cannot run.
 
-  The chosen method checks its own ``method_args`` when it is built.
+  The chosen method checks its own ``method_args``.
 
   Args:
     config: the experiment configuration.
     num_devices: number of devices the run will use.
   """
   specs.canonical_name(config.dataset)  # Raises for unknown names.
-  methods.get(config.method)
+  methods.args_of(config)
   if config.model not in models.MODELS:
     raise ValueError(
         f"unknown model {config.model!r}; expected one of {models.MODELS}."

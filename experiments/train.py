@@ -39,7 +39,6 @@ from typing import Any, Callable, NamedTuple
 
 from absl import logging
 import jax
-from jax import lax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -54,27 +53,8 @@ from experiments import evaluation
 from experiments import methods
 from experiments import models
 from experiments import run_config
-from experiments.data import augment
 from experiments import data as data_lib
-
-# Independent random streams derived from the seed.
-_INIT_STREAM = 0
-_PERMUTATION_STREAM = 1
-_AUGMENT_STREAM = 2
-
-
-class LoopState(NamedTuple):
-  """Everything that changes during training (and is checkpointed).
-
-  Attributes:
-    step: number of steps taken (int32 scalar); selects the batch within the
-      epoch and the learning rate.
-    method: the method's state (any pytree).
-  """
-
-  step: jax.Array
-  method: Any
-
+from experiments import steps
 
 def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
   """A 1-D 'data' mesh over the first `num_devices` local devices (None: all)."""
@@ -107,58 +87,6 @@ def learning_rate_schedule(
       {(int(m) - 1) * steps_per_epoch: config.lr_decay
        for m in config.lr_milestones},
   )
-
-
-def epoch_permutation(seed: int, epoch: int, num_examples: int) -> jax.Array:
-  """The example order of an epoch, a function of (seed, epoch) only."""
-  key = jax.random.fold_in(jax.random.key(seed), _PERMUTATION_STREAM)
-  return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-
-
-def make_train_fn(
-    train_step: methods.base.TrainStep,
-    spec: data_lib.DatasetSpec,
-    config: ml_collections.ConfigDict,
-    mesh: jax.sharding.Mesh,
-    steps_per_epoch: int,
-    num_steps: int,
-) -> Callable:
-  """Builds the jitted function that runs `num_steps` training steps.
-
-  The function maps (state, totals, images, labels, perm) to (state, totals):
-  `images`/`labels` are the whole training split on the devices, `perm` the
-  epoch's permutation, and `totals` sums the step's metrics over the epoch
-  without leaving the devices. With num_steps > 1 the steps run in a
-  `lax.scan`, which is faster for dense nets on CPU and slower for conv nets.
-  """
-  batch_size = config.batch_size
-  batch_sharding = NamedSharding(mesh, P("data"))
-  augment_key = jax.random.fold_in(jax.random.key(config.seed), _AUGMENT_STREAM)
-
-  def one_step(state: LoopState, totals, images, labels, perm):
-    start = (state.step % steps_per_epoch) * batch_size
-    indices = lax.dynamic_slice_in_dim(perm, start, batch_size)
-    indices = lax.with_sharding_constraint(indices, batch_sharding)
-    x = images[indices]
-    if spec.augment:
-      x = augment.random_crop_flip(jax.random.fold_in(augment_key, state.step), x)
-    batch = methods.Batch(augment.normalize(x, spec), labels[indices], indices)
-    info = methods.StepInfo(state.step, state.step // steps_per_epoch)
-    method_state, metrics = train_step(state.method, batch, info)
-    totals = jax.tree.map(lambda t, m: t + m.astype(t.dtype), totals, metrics)
-    return LoopState(state.step + 1, method_state), totals
-
-  def train_steps(state, totals, images, labels, perm):
-    if num_steps == 1:
-      return one_step(state, totals, images, labels, perm)
-
-    def body(carry, _):
-      return one_step(*carry, images, labels, perm), None
-
-    (state, totals), _ = lax.scan(body, (state, totals), length=num_steps)
-    return state, totals
-
-  return jax.jit(train_steps, out_shardings=NamedSharding(mesh, P()))
 
 
 class Experiment(NamedTuple):
@@ -198,14 +126,42 @@ def load_data(
   )
 
 
+def build_method(
+    config: ml_collections.ConfigDict,
+    *,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    num_train: int,
+    steps_per_epoch: int,
+) -> tuple[methods.Method, steps.LoopState]:
+  """The configured method and its initial loop state (on the host)."""
+  ctx = methods.Context(
+      args=methods.args_of(config),
+      config=config,
+      network=models.network(
+          config.model,
+          input_shape=image_shape,
+          num_classes=num_classes,
+          mlp_hidden=config.mlp_hidden,
+      ),
+      num_classes=num_classes,
+      num_train=num_train,
+      steps_per_epoch=steps_per_epoch,
+      learning_rate=learning_rate_schedule(config, steps_per_epoch),
+      noise_rate=config.noise_rate,
+  )
+  method = methods.get(config.method).make(ctx)
+  key = jax.random.fold_in(jax.random.key(config.seed), steps.INIT_STREAM)
+  return method, steps.LoopState(jnp.zeros([], jnp.int32), method.init(key))
+
+
 def setup(
     config: ml_collections.ConfigDict,
     dataset: data_lib.Dataset | None = None,
-) -> tuple[Experiment, LoopState]:
+) -> tuple[Experiment, steps.LoopState]:
   """Validates the config, loads the data, builds the method and functions."""
   mesh = make_mesh(config.num_devices)
   run_config.validate(config, mesh.devices.size)
-  entry = methods.get(config.method)
   spec = data_lib.get_spec(config.dataset)
   data = load_data(config, dataset)
   steps_per_epoch = len(data.train_labels) // config.batch_size
@@ -214,25 +170,13 @@ def setup(
         f"batch_size={config.batch_size} exceeds the {len(data.train_labels)} "
         "training examples."
     )
-  schedule = learning_rate_schedule(config, steps_per_epoch)
-  ctx = methods.Context(
-      args=config.method_args.get(config.method, ml_collections.ConfigDict()),
-      config=config,
-      network=models.network(
-          config.model,
-          input_shape=data.train_images.shape[1:],
-          num_classes=data.num_classes,
-          mlp_hidden=config.mlp_hidden,
-      ),
+  method, state = build_method(
+      config,
+      image_shape=data.train_images.shape[1:],
       num_classes=data.num_classes,
       num_train=len(data.train_labels),
       steps_per_epoch=steps_per_epoch,
-      learning_rate=schedule,
-      noise_rate=config.noise_rate,
   )
-  method = entry.make(ctx)
-  key = jax.random.fold_in(jax.random.key(config.seed), _INIT_STREAM)
-  state = LoopState(jnp.zeros([], jnp.int32), method.init(key))
   state = jax.device_put(state, NamedSharding(mesh, P()))
   chunk = min(config.steps_per_call, steps_per_epoch)
   remainder = steps_per_epoch % chunk
@@ -248,35 +192,17 @@ def setup(
           )
           for name in ("train", "val", "test")
       },
-      schedule=schedule,
+      schedule=learning_rate_schedule(config, steps_per_epoch),
       steps_per_epoch=steps_per_epoch,
       calls=[chunk] * (steps_per_epoch // chunk) + [remainder] * (remainder > 0),
       train_fns={},
-      make_train_fn=lambda step_fn, n: make_train_fn(
+      make_train_fn=lambda step_fn, n: steps.make_train_fn(
           step_fn, spec, config, mesh, steps_per_epoch, n
       ),
       predict_fn=evaluation.make_predict_fn(method, spec, batch, mesh),
       mesh=mesh,
   )
   return experiment, state
-
-
-def zero_metrics(step_fn, method_state, image_shape, config):
-  """Zeroed epoch sums, with the structure of the step's metrics."""
-  batch = config.batch_size
-  scalar = jax.ShapeDtypeStruct((), jnp.int32)
-  _, metrics = jax.eval_shape(
-      step_fn,
-      method_state,
-      methods.Batch(
-          jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32),
-          jax.ShapeDtypeStruct((batch,), jnp.int32),
-          jax.ShapeDtypeStruct((batch,), jnp.int32),
-      ),
-      methods.StepInfo(scalar, scalar),
-  )
-  # float32 sums, whatever each metric's dtype (counts included).
-  return {k: jnp.zeros(v.shape, jnp.float32) for k, v in metrics.items()}
 
 
 def _train_fn(exp: Experiment, phase: str, step_fn, num_steps: int) -> Callable:
@@ -297,19 +223,21 @@ def _progress_bar(config, epoch: int, total: int) -> tqdm.tqdm:
 
 
 def train_epoch(
-    exp: Experiment, state: LoopState, epoch: int
-) -> tuple[LoopState, dict[str, Any]]:
+    exp: Experiment, state: steps.LoopState, epoch: int
+) -> tuple[steps.LoopState, dict[str, Any]]:
   """Runs one (1-based) epoch; returns the state and the epoch's mean metrics."""
-  config, steps = exp.config, exp.steps_per_epoch
+  config = exp.config
   learning_rate = float(exp.schedule(int(state.step)))
   phase, step_fn = exp.method.phase_at(epoch)
   split = exp.splits["train"]
   perm = jax.device_put(
-      epoch_permutation(config.seed, epoch, split.size),
+      steps.epoch_permutation(config.seed, epoch, split.size),
       NamedSharding(exp.mesh, P()),
   )
-  totals = zero_metrics(step_fn, state.method, split.images.shape[1:], config)
-  with _progress_bar(config, epoch, steps) as bar:
+  totals = steps.zero_metrics(
+      step_fn, state.method, split.images.shape[1:], config
+  )
+  with _progress_bar(config, epoch, exp.steps_per_epoch) as bar:
     for num_steps in exp.calls:
       fn = _train_fn(exp, phase, step_fn, num_steps)
       state, totals = fn(state, totals, split.images, split.labels, perm)
@@ -317,11 +245,12 @@ def train_epoch(
   totals = jax.device_get(totals)
   record = {"epoch": epoch, "step": int(state.step), "phase": phase,
             "learning_rate": learning_rate}
-  record.update({k: float(v) / steps for k, v in totals.items()})
+  # The method's metrics: means over the epoch's steps.
+  record.update({k: float(v) / exp.steps_per_epoch for k, v in totals.items()})
   return state, record
 
 
-def evaluate(exp: Experiment, state: LoopState) -> dict[str, float | None]:
+def evaluate(exp: Experiment, state: steps.LoopState) -> dict[str, float | None]:
   """Accuracies on every split and the memorization rate."""
   preds = {
       name: np.argmax(

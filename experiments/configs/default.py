@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   """Returns the default configuration."""
   config = ml_collections.ConfigDict()
 
-  # Data. `data_source`: "auto", "tfds", "idx" or "npy" (see input_pipeline);
+  # Data. `data_source`: "auto", "tfds", "idx" or "npy" (see experiments/data/loading.py);
   # `data_dir` None means the source's default location.
   config.dataset = "fashion_mnist"
   config.data_source = "auto"
@@ -58,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Execution. steps_per_call > 1 runs that many steps in one lax.scan per
   # call; on this CPU the scan slows conv nets down and speeds dense nets up
-  # (see experiments/benchmark_training.py), so the variants pick it.
+  # (see experiments/benchmarks/training.py), so the variants pick it.
   config.steps_per_call = 1
   # Devices for data parallelism; None = all local devices.
   config.num_devices = config_dict.placeholder(int)

@@ -15,3 +15,8 @@ from experiments.data.protocol import make_noisy_dataset
 from experiments.data.protocol import NoisyDataset
 from experiments.data.specs import DatasetSpec
 from experiments.data.specs import get_spec
+
+__all__ = (
+    "Dataset", "DatasetSpec", "NoisyDataset", "Split", "get_spec",
+    "load_dataset", "make_noisy_dataset",
+)

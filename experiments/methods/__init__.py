@@ -28,13 +28,18 @@ class Entry(NamedTuple):
   description: str
   default_args: Callable[[], ml_collections.ConfigDict]
   make: Callable[[Context], Method]
+  # Raises ValueError for out-of-range hyperparameters, before any data loads.
+  check_args: Callable[[ml_collections.ConfigDict], None] = lambda args: None
 
 
 REGISTRY: dict[str, Entry] = {
     "ce": Entry(ce.DESCRIPTION, ce.default_args, ce.make),
-    "cdr_ref": Entry(cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref),
+    "cdr_ref": Entry(
+        cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref, cdr.check_args
+    ),
     "cdr_paper": Entry(
-        cdr.DESCRIPTION_PAPER, cdr.default_args_paper, cdr.make_paper
+        cdr.DESCRIPTION_PAPER, cdr.default_args_paper, cdr.make_paper,
+        cdr.check_args,
     ),
 }
 
@@ -49,6 +54,14 @@ def get(name: str) -> Entry:
     ) from None
 
 
+def args_of(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The chosen method's hyperparameters, checked."""
+  entry = get(config.method)
+  args = config.method_args.get(config.method, ml_collections.ConfigDict())
+  entry.check_args(args)
+  return args
+
+
 def default_args() -> ml_collections.ConfigDict:
   """Every registered method's hyperparameters, one sub-dict per method."""
   return ml_collections.ConfigDict(
@@ -58,5 +71,5 @@ def default_args() -> ml_collections.ConfigDict:
 
 __all__ = (
     "Batch", "Context", "EpochView", "Method", "Network", "NetworkState",
-    "Phase", "StepInfo", "REGISTRY", "Entry", "get", "default_args",
+    "Phase", "StepInfo", "REGISTRY", "Entry", "get", "args_of", "default_args",
 )

@@ -53,12 +53,17 @@ def default_args_paper() -> ml_collections.ConfigDict:
   return args
 
 
+def check_args(args: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for hyperparameters outside their range."""
+  if args.tau is not None and not 0.0 <= args.tau <= 1.0:
+    raise ValueError(f"method_args tau must be in [0, 1], got {args.tau}.")
+  if args.get("lam", 0.0) < 0:
+    raise ValueError(f"method_args lam must be >= 0, got {args.lam}.")
+
+
 def tau(ctx: Context) -> float:
   """The configured tau, or the true noise rate (the paper's oracle)."""
-  value = ctx.noise_rate if ctx.args.tau is None else ctx.args.tau
-  if not 0.0 <= value <= 1.0:
-    raise ValueError(f"method_args tau must be in [0, 1], got {value}.")
-  return value
+  return ctx.noise_rate if ctx.args.tau is None else ctx.args.tau
 
 
 def critical_fraction(opt_state: optax.OptState) -> dict[str, jax.Array]:
@@ -80,8 +85,6 @@ def make_ref(ctx: Context) -> Method:
 
 
 def make_paper(ctx: Context) -> Method:
-  if ctx.args.lam < 0:
-    raise ValueError(f"method_args lam must be >= 0, got {ctx.args.lam}.")
   tx = optax.chain(
       optax_cdr.cdr(tau(ctx), ctx.args.lam, regularizer="l1"),
       optax.sgd(ctx.learning_rate),

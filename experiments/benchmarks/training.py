@@ -20,8 +20,8 @@ Finally it runs two real epochs of LeNet-5 on Fashion-MNIST (54,000 training
 images, batch 32, evaluation of train/val/test included) through
 `train.train_and_evaluate` and reports the second (compiled) epoch's time.
 
-  python -m experiments.benchmark_training
-  python -m experiments.benchmark_training --models=lenet5 --rounds=3
+  python -m experiments.benchmarks.training
+  python -m experiments.benchmarks.training --models=lenet5 --rounds=3
 """
 
 import json
@@ -36,7 +36,10 @@ from absl import logging
 import jax
 import numpy as np
 
-from experiments import methods
+from experiments import atomic
+from experiments import data
+from experiments import evaluation
+from experiments import steps
 from experiments import train
 from experiments.configs import default
 
@@ -84,23 +87,25 @@ def _step_timer(model, method, steps_per_call, num_calls, mesh):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (num_examples, *shape), dtype=np.uint8)
   labels = rng.integers(0, 10, num_examples, dtype=np.int32)
-  split = train.to_device(images, labels, batch_size, mesh)
+  split = evaluation.to_device(images, labels, batch_size, mesh)
   steps_per_epoch = num_examples // batch_size
-  tx = methods.get_method(method).optimizer(
-      config, train.learning_rate_schedule(config, steps_per_epoch)
+  method, state = train.build_method(
+      config,
+      image_shape=shape,
+      num_classes=10,
+      num_train=num_examples,
+      steps_per_epoch=steps_per_epoch,
   )
-  graphdef, state = train.create_train_state(config, shape, 10, tx)
-  train_fn = train.make_train_fn(
-      graphdef,
-      methods.get_method(method),
-      tx,
+  train_fn = steps.make_train_fn(
+      method.train_step,
+      data.get_spec(dataset),
       config,
       mesh,
       steps_per_epoch,
       steps_per_call,
   )
-  perm = train.epoch_permutation(0, 0, num_examples)
-  totals = train.zero_totals(methods.get_method(method), state.opt_state)
+  perm = steps.epoch_permutation(0, 0, num_examples)
+  totals = steps.zero_metrics(method.train_step, state.method, shape, config)
   carry = [jax.block_until_ready(state)]
 
   def measure() -> float:
@@ -206,7 +211,7 @@ def main(argv):
           flush=True,
       )
   os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-  train.write_atomic(_OUTPUT.value, json.dumps(report, indent=2) + "\n")
+  atomic.write_json(_OUTPUT.value, report)
   print(f"Wrote {_OUTPUT.value}")
 
 

@@ -1,0 +1,190 @@
+"""The report of a grid: tables in the paper's layout and per-epoch curves.
+
+* results.md: rows = methods, columns = noise settings; mean +- sample std
+  over seeds of the test accuracy at the epoch of best noisy-validation
+  accuracy, the same for the last epoch and the memorization rate, and the
+  wall time per epoch;
+* test_accuracy.png, memorization.png: one panel per setting, one line per
+  method (mean over seeds) - the early-learning picture;
+* summaries.json: every finished run's summary.
+"""
+
+import json
+import os
+import statistics
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from experiments import atomic
+from experiments import grid as grid_lib
+
+
+def load_runs(grid, results_dir) -> dict[tuple, list[dict[str, Any]]]:
+  """Finished runs by (config, noise type, rate, method): (summary, history)."""
+  runs = {}
+  for c in grid.configs:
+    for t in grid.noise_types:
+      for r in grid.noise_rates:
+        for m in grid.methods:
+          found = []
+          for s in grid.seeds:
+            workdir = grid_lib.run_dir(results_dir, c, t, r, m, s)
+            if not os.path.exists(os.path.join(workdir, "summary.json")):
+              continue
+            with open(os.path.join(workdir, "summary.json")) as f:
+              summary = json.load(f)
+            with open(os.path.join(workdir, "metrics.jsonl")) as f:
+              history = [json.loads(line) for line in f]
+            found.append({"summary": summary, "history": history})
+          runs[(c, t, r, m)] = found
+  return runs
+
+
+_SHORT = {"symmetric": "sym", "asymmetric": "asym", "pairflip": "pair",
+          "instance": "inst", "none": "clean"}
+
+
+def _setting_name(config_name, noise_type, rate, multi_config):
+  name = f"{_SHORT.get(noise_type, noise_type)} {round(100 * rate)}"
+  return f"{config_name} {name}" if multi_config else name
+
+
+def _mean_std(values: list[float]) -> str:
+  if not values:
+    return "-"
+  mean = 100 * statistics.fmean(values)
+  if len(values) == 1:
+    return f"{mean:.2f} (n=1)"
+  return f"{mean:.2f}+-{100 * statistics.stdev(values):.2f}"
+
+
+def markdown_report(grid, milestones_used, runs) -> str:
+  """The tables, in the paper's layout, as Markdown."""
+  settings = [
+      (c, t, r) for c in grid.configs for t in grid.noise_types
+      for r in grid.noise_rates
+  ]
+  names = [_setting_name(*s, len(grid.configs) > 1) for s in settings]
+  header = "| method | " + " | ".join(names) + " |\n"
+  header += "|---|" + "---|" * len(names) + "\n"
+
+  def table(metric) -> str:
+    rows = []
+    for m in grid.methods:
+      cells = [
+          _mean_std([
+              v for run in runs[(*s, m)]
+              if (v := metric(run)) is not None
+          ])
+          for s in settings
+      ]
+      rows.append(f"| {m} | " + " | ".join(cells) + " |\n")
+    return header + "".join(rows)
+
+  per_method_time = {
+      m: [
+          run["summary"]["seconds_per_epoch_median"]
+          for s in settings for run in runs[(*s, m)]
+      ]
+      for m in grid.methods
+  }
+  seeds = sorted({
+      run["summary"]["seed"] for v in runs.values() for run in v
+  })
+  lines = [
+      f"Configs: {', '.join(grid.configs)}; seeds {seeds}; "
+      f"{grid.num_epochs} epochs, "
+      + (
+          f"lr decayed at epochs {list(milestones_used)}.\n"
+          if milestones_used
+          else "constant learning rate.\n"
+      ),
+      "Cells: mean+-sample std over seeds, in %.\n",
+      "\n## Test accuracy at the epoch of best (noisy) validation accuracy\n\n",
+      table(lambda run: run["summary"]["test_acc_at_best_val"]),
+      "\n## Test accuracy at the last epoch\n\n",
+      table(lambda run: run["summary"]["last_test_acc"]),
+      "\n## Memorization at the last epoch\n\n"
+      "Fraction of the mislabeled training examples that the model predicts "
+      "as their wrong label.\n\n",
+      table(lambda run: run["summary"]["last_memorization"]),
+      "\n## Cost\n\n| method | runs | median s/epoch (incl. evaluation) |\n"
+      "|---|---|---|\n",
+  ]
+  for m, times in per_method_time.items():
+    median = f"{statistics.median(times):.1f}" if times else "-"
+    lines.append(f"| {m} | {len(times)} | {median} |\n")
+  return "".join(lines)
+
+
+def plot_curves(grid, runs, metric, ylabel, path) -> None:
+  """One panel per setting, one line per method: mean over seeds per epoch."""
+  settings = [
+      (c, t, r) for c in grid.configs for t in grid.noise_types
+      for r in grid.noise_rates
+  ]
+  cols = min(4, len(settings))
+  rows = -(-len(settings) // cols)
+  fig, axes = plt.subplots(
+      rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharex=True
+  )
+  for ax, setting in zip(axes.flat, settings):
+    for m in grid.methods:
+      histories = [run["history"] for run in runs[(*setting, m)]]
+      if not histories:
+        continue
+      epochs = min(len(h) for h in histories)
+      values = [
+          statistics.fmean(
+              100 * h[e][metric] for h in histories if h[e][metric] is not None
+          )
+          for e in range(epochs)
+      ]
+      ax.plot(range(1, epochs + 1), values, label=m)
+    ax.set_title(_setting_name(*setting, len(grid.configs) > 1))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+  for ax in axes.flat[len(settings):]:
+    ax.axis("off")
+  axes.flat[0].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def report(grid, milestones, results_dir) -> str:
+  """Writes results.md, summaries.json and the plots; returns the Markdown."""
+  runs = load_runs(grid, results_dir)
+  first_config = grid_lib.load_config(grid.configs[0])
+  used = grid_lib.lr_milestones(first_config, grid.num_epochs, milestones)
+  text = markdown_report(grid, used, runs)
+  atomic.write_atomic(
+      os.path.join(results_dir, "results.md"),
+      f"# Results: {os.path.basename(os.path.normpath(results_dir))}\n\n"
+      + text,
+  )
+  atomic.write_atomic(
+      os.path.join(results_dir, "summaries.json"),
+      json.dumps(
+          [
+              {k: v for k, v in run["summary"].items() if k != "config"}
+              for found in runs.values() for run in found
+          ],
+          indent=1,
+      )
+      + "\n",
+  )
+  plot_curves(
+      grid, runs, "test_acc", "test accuracy (%)",
+      os.path.join(results_dir, "test_accuracy.png"),
+  )
+  plot_curves(
+      grid, runs, "memorization", "memorized mislabeled (%)",
+      os.path.join(results_dir, "memorization.png"),
+  )
+  return text
