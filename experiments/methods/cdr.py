@@ -76,17 +76,28 @@ def critical_fraction(opt_state: optax.OptState) -> dict[str, jax.Array]:
   }
 
 
-def make_ref(ctx: Context) -> Method:
-  tx = optax.chain(
-      optax_cdr.cdr(tau(ctx), 0.0),
-      supervised.sgd_weight_decay(ctx),
+def optimizer_ref(ctx: Context) -> optax.GradientTransformation:
+  """Critical grads x (1 - tau), the rest 0; then torch's SGD(momentum, wd)."""
+  return optax.chain(
+      optax_cdr.cdr(tau(ctx), 0.0), supervised.sgd_weight_decay(ctx)
   )
-  return supervised.supervised(ctx, tx, optimizer_metrics=critical_fraction)
 
 
-def make_paper(ctx: Context) -> Method:
-  tx = optax.chain(
+def optimizer_paper(ctx: Context) -> optax.GradientTransformation:
+  """The paper's update rule with plain SGD (no momentum, no weight decay)."""
+  return optax.chain(
       optax_cdr.cdr(tau(ctx), ctx.args.lam, regularizer="l1"),
       optax.sgd(ctx.learning_rate),
   )
-  return supervised.supervised(ctx, tx, optimizer_metrics=critical_fraction)
+
+
+def make_ref(ctx: Context) -> Method:
+  return supervised.supervised(
+      ctx, optimizer_ref(ctx), optimizer_metrics=critical_fraction
+  )
+
+
+def make_paper(ctx: Context) -> Method:
+  return supervised.supervised(
+      ctx, optimizer_paper(ctx), optimizer_metrics=critical_fraction
+  )

@@ -1,5 +1,7 @@
-"""Tests for experiments.models: architectures, parameter counts, BatchNorm."""
+"""Tests for experiments.models: architectures, parameter counts, BatchNorm,
+the ResNet stem and the pure-function `network` view."""
 
+import functools
 import math
 
 import jax
@@ -9,10 +11,9 @@ import pytest
 from flax import nnx
 
 from experiments import models
-from experiments import train
 
 
-def _abstract(name, input_shape, num_classes=10):
+def _abstract(name, input_shape, num_classes=10, **kwargs):
   """The model without allocating its parameters."""
   return nnx.eval_shape(
       lambda: models.create_model(
@@ -20,16 +21,29 @@ def _abstract(name, input_shape, num_classes=10):
           input_shape=input_shape,
           num_classes=num_classes,
           rngs=nnx.Rngs(0),
+          **kwargs,
       )
   )
 
 
-# Jitted: running a model op by op compiles every op and is much slower.
-_apply = jax.jit(train.apply_model, static_argnames=("graphdef", "train"))
+@functools.cache
+def _jitted_network(name, input_shape, num_classes):
+  """`models.network` with a jitted apply, shared by the tests.
+
+  Jitted: running a model op by op compiles every op and is much slower;
+  shared: tests that use the same network and shapes compile it once.
+  """
+  net = models.network(name, input_shape=input_shape, num_classes=num_classes)
+  return net.init, jax.jit(net.apply, static_argnames="train")
+
+
+def _size(tree) -> int:
+  """Number of entries; leaves may be abstract (`jax.ShapeDtypeStruct`)."""
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
 def _num_params(model) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  return _size(nnx.state(model, nnx.Param))
 
 
 @pytest.mark.parametrize(
@@ -70,6 +84,7 @@ def test_lenet5_layers():
         ("lenet5", (32, 32, 3)),
         ("mlp", (28, 28, 1)),
         ("resnet18", (28, 28, 1)),
+        ("resnet18", (32, 32, 3)),
         ("resnet34", (32, 32, 3)),
         ("resnet50", (32, 32, 3)),
     ],
@@ -87,12 +102,10 @@ def test_output_shapes(name, input_shape):
 
 
 def test_lenet5_forward_runs():
-  model = models.create_model(
-      "lenet5", input_shape=(28, 28, 1), num_classes=10, rngs=nnx.Rngs(0)
-  )
-  graphdef, params = nnx.split(model)
-  logits, _ = _apply(graphdef, params, {}, jnp.ones((2, 28, 28, 1)), train=False)
-  assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))
+  init, apply = _jitted_network("lenet5", (28, 28, 1), 10)
+  params, stats = init(jax.random.key(0))
+  logits, _ = apply(params, stats, jnp.ones((4, 28, 28, 1)), train=False)
+  assert logits.shape == (4, 10) and bool(jnp.all(jnp.isfinite(logits)))
 
 
 def test_init_matches_torch_default_bounds():
@@ -114,32 +127,26 @@ def test_max_pool_matches_reduce_window():
 
 
 def test_batch_norm_train_and_eval_modes():
-  model = models.create_model(
-      "resnet18", input_shape=(8, 8, 1), num_classes=3, rngs=nnx.Rngs(0)
-  )
-  graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-  params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+  init, apply = _jitted_network("resnet18", (8, 8, 1), 3)
+  params, stats = init(jax.random.key(0))
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1)) * 3 + 2
 
-  logits, new_stats = _apply(graphdef, params, stats, x, train=True)
-  # Training mode updates the running statistics ...
-  assert not np.allclose(
-      new_stats["stem_bn"]["mean"], stats["stem_bn"]["mean"]
+  logits, new_stats = apply(params, stats, x, train=True)
+  # Training mode updates the running statistics of every BatchNorm ...
+  changed = jax.tree.map(
+      lambda new, old: not np.allclose(new, old), new_stats, stats
   )
+  assert all(jax.tree.leaves(changed))
   # ... and normalizes with the batch's own, not the running ones.
-  logits_other_stats, _ = _apply(
-      graphdef, params, new_stats, x, train=True
-  )
+  logits_other_stats, _ = apply(params, new_stats, x, train=True)
   np.testing.assert_allclose(logits, logits_other_stats, rtol=1e-5, atol=1e-5)
 
   # Evaluation uses the running statistics and leaves them unchanged.
-  eval_logits, eval_stats = _apply(
-      graphdef, params, new_stats, x, train=False
-  )
+  eval_logits, eval_stats = apply(params, new_stats, x, train=False)
   jax.tree.map(np.testing.assert_array_equal, eval_stats, new_stats)
   assert not np.allclose(eval_logits, logits, atol=1e-3)
   # Per-example in evaluation: the batch composition does not matter.
-  first, _ = _apply(graphdef, params, new_stats, x[:1], train=False)
+  first, _ = apply(params, new_stats, x[:1], train=False)
   np.testing.assert_allclose(first, eval_logits[:1], rtol=1e-5, atol=1e-5)
 
 
@@ -148,3 +155,110 @@ def test_unknown_model():
     models.create_model(
         "vgg", input_shape=(28, 28, 1), num_classes=10, rngs=nnx.Rngs(0)
     )
+
+
+# ---------------------------------------------------------------------------
+# ResNet stem: 3x3, stride 1, padding 0 as in the reference code
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "input_shape, output_shape",
+    [((28, 28, 1), (1, 26, 26, 64)), ((32, 32, 3), (1, 30, 30, 64))],
+)
+def test_resnet_stem_has_no_padding(input_shape, output_shape):
+  def stem(x):
+    model = models.create_model(
+        "resnet18", input_shape=input_shape, num_classes=10, rngs=nnx.Rngs(0)
+    )
+    return model.stem_conv(x)
+
+  out = jax.eval_shape(stem, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+  assert out.shape == output_shape
+
+
+def test_resnet_stem_is_a_valid_convolution():
+  model = models.ResNet(
+      models.BasicBlock, (1,), (12, 12, 3), num_classes=4, rngs=nnx.Rngs(0)
+  )
+  x = jax.random.normal(jax.random.key(1), (2, 12, 12, 3))
+  expected = jax.lax.conv_general_dilated(
+      x,
+      model.stem_conv.kernel[...],
+      window_strides=(1, 1),
+      padding="VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
+  assert model.stem_conv.bias is None
+  np.testing.assert_allclose(model.stem_conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# models.network: init/apply over plain dicts
+# ---------------------------------------------------------------------------
+
+
+def _assert_plain_dicts(tree):
+  """Every inner node is a dict and every leaf an array (no nnx Variables)."""
+  assert type(tree) is dict  # pylint: disable=unidiomatic-typecheck
+  for value in tree.values():
+    if isinstance(value, dict):
+      _assert_plain_dicts(value)
+    else:
+      assert isinstance(value, jax.Array), type(value)
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, has_batch_norm",
+    [
+        ("lenet5", (28, 28, 1), False),
+        ("mlp", (28, 28, 1), False),
+        ("resnet18", (8, 8, 3), True),
+    ],
+)
+def test_network_init_gives_plain_dicts(name, input_shape, has_batch_norm):
+  net = models.network(
+      name, input_shape=input_shape, num_classes=5, mlp_hidden=(32,)
+  )
+  state = net.init(jax.random.key(0))
+  assert isinstance(state, models.NetworkState)
+  _assert_plain_dicts(state.params)
+  _assert_plain_dicts(state.batch_stats)
+  assert bool(state.batch_stats) == has_batch_norm
+  model = _abstract(name, input_shape, 5, mlp_hidden=(32,))
+  assert _size(state.params) == _num_params(model)
+  # The key seeds the initialization.
+  again = net.init(jax.random.key(0))
+  other = net.init(jax.random.key(1))
+  jax.tree.map(np.testing.assert_array_equal, again.params, state.params)
+  for (path, a), b in zip(
+      jax.tree_util.tree_leaves_with_path(other.params),
+      jax.tree.leaves(state.params),
+  ):
+    if "kernel" in jax.tree_util.keystr(path):
+      assert not np.array_equal(a, b), path
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, num_classes",
+    [("lenet5", (28, 28, 1), 10), ("mlp", (28, 28, 1), 7),
+     ("resnet18", (8, 8, 1), 3)],
+)
+def test_network_apply_gives_logits(name, input_shape, num_classes):
+  init, apply = _jitted_network(name, input_shape, num_classes)
+  params, stats = init(jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (4, *input_shape))
+  for train in (True, False):
+    logits, new_stats = apply(params, stats, x, train=train)
+    assert logits.shape == (4, num_classes) and logits.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(logits)))
+    assert jax.tree.structure(new_stats) == jax.tree.structure(stats)
+  # The network computes what the nnx model computes.
+  model = models.create_model(
+      name, input_shape=input_shape, num_classes=num_classes,
+      rngs=nnx.Rngs(params=jax.random.key(0)),
+  )
+  expected = nnx.jit(lambda model, x: model(x, train=False))(model, x)
+  np.testing.assert_allclose(
+      apply(params, stats, x, train=False)[0], expected, rtol=1e-5, atol=1e-5
+  )

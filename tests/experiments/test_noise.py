@@ -1,4 +1,7 @@
-"""Tests for experiments.noise: definitions, statistics, determinism, errors."""
+"""Tests for experiments.data.noise, label_sampling and instance_noise.
+
+Definitions, statistics, determinism and errors of the label-noise models.
+"""
 
 import math
 
@@ -8,7 +11,9 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
-from experiments import noise
+from experiments.data import instance_noise
+from experiments.data import label_sampling
+from experiments.data import noise
 
 NUM_SAMPLES = 50_000
 SIGMAS = 5.0  # Bounds below fail by chance with probability ~6e-7 each.
@@ -198,6 +203,27 @@ def test_rate_zero_gives_clean_labels(noise_type):
   assert out.realized_rate == 0.0
 
 
+class _FixedUniforms:
+  """A stand-in generator whose uniforms are given."""
+
+  def __init__(self, uniforms):
+    self.uniforms = np.asarray(uniforms)
+
+  def random(self, size):
+    assert size == self.uniforms.size
+    return self.uniforms
+
+
+def test_sample_rows_inverse_cdf_and_rounding():
+  rows = np.array([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5], [0.5, 0.3, 0.2 - 1e-9]])
+  uniforms = [0.1999, 0.2, 1 - 1e-12]
+  sampled = label_sampling.sample_rows(rows, _FixedUniforms(uniforms))
+  assert sampled.dtype == np.int32
+  # A row summing to just below 1 never yields an out-of-range class: its
+  # last class keeps the missing mass.
+  np.testing.assert_array_equal(sampled, [0, 1, 2])
+
+
 # ---------------------------------------------------------------------------
 # Instance-dependent noise
 # ---------------------------------------------------------------------------
@@ -217,9 +243,9 @@ def image_data():
 @pytest.mark.parametrize("rate", [0.2, 0.4])
 def test_instance_mean_flip_rate(image_data, rate):
   images, labels = image_data
-  out = noise.instance_noise(images, labels, rate, 10, seed=0)
+  out = instance_noise.instance_noise(images, labels, rate, 10, seed=0)
   assert out.transition is None
-  expected = truncated_normal_mean(rate, noise.INSTANCE_FLIP_RATE_STD)
+  expected = truncated_normal_mean(rate, instance_noise.FLIP_RATE_STD)
   bound = binomial_bound(expected, labels.size)
   assert abs(out.realized_rate - expected) < bound
 
@@ -228,30 +254,61 @@ def test_instance_flip_targets_depend_on_the_image(image_data):
   # One projection per class and similar images within a class: flips of a
   # class concentrate on a few targets instead of spreading uniformly.
   images, labels = image_data
-  out = noise.instance_noise(images, labels, 0.4, 10, seed=0)
+  out = instance_noise.instance_noise(images, labels, 0.4, 10, seed=0)
   flipped = out.labels != labels
   targets = np.bincount(out.labels[flipped & (labels == 0)], minlength=10)
   assert targets[0] == 0
   assert targets.max() / targets.sum() > 1.5 / 9
 
 
-def test_instance_features_unit_norm_and_scale_invariant():
+def test_instance_features_are_the_raw_pixel_values():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (20, 4, 4, 3)).astype(np.uint8)
   images[3] = 0
-  x = noise.instance_features(images)
+  x = instance_noise.instance_features(images)
   assert x.shape == (20, 48) and x.dtype == np.float32
-  norms = np.linalg.norm(x, axis=1)
-  np.testing.assert_allclose(np.delete(norms, 3), 1.0, rtol=1e-6)
-  assert norms[3] == 0
-  scaled = noise.instance_features(images / 255.0)
-  np.testing.assert_allclose(scaled, x, rtol=1e-6)
+  # No division by 255 and no per-row normalization (reference tools.py).
+  np.testing.assert_array_equal(x, images.reshape(20, 48).astype(np.float32))
+  assert x.max() == images.max() > 1
+  np.testing.assert_array_equal(
+      instance_noise.instance_features(images.astype(np.float64)), x
+  )
+
+
+def test_instance_noise_depends_on_the_pixel_scale(image_data):
+  # Raw values make the masked softmax nearly one-hot; the same images scaled
+  # to [0, 1] give flatter rows, hence other draws from the same seed.
+  images, labels = image_data
+  images, labels = images[:5000], labels[:5000]
+  raw = instance_noise.instance_noise(images, labels, 0.4, 10, seed=0)
+  scaled = instance_noise.instance_noise(images / 255.0, labels, 0.4, 10, seed=0)
+  assert (raw.labels != scaled.labels).any()
+
+
+def test_instance_noise_on_fashion_mnist_concentrates_flips(fashion_mnist):
+  # The reference code's instance noise sends most of a class's flips to one
+  # class; on F-MNIST at 40% the new code gives a mean share of 0.61, the old
+  # /255 + L2-normalized features only 0.28 (near-uniform: 1/9 = 0.11).
+  images, labels = fashion_mnist.train.images, fashion_mnist.train.labels
+  out = noise.add_noise(
+      "instance", labels=labels, rate=0.4, num_classes=10, seed=0,
+      features=images,
+  )
+  expected = truncated_normal_mean(0.4, instance_noise.FLIP_RATE_STD)
+  assert abs(out.realized_rate - expected) < binomial_bound(0.4, labels.size)
+  flipped = out.labels != labels
+  top_shares = []
+  for c in range(10):
+    targets = np.bincount(out.labels[flipped & (labels == c)], minlength=10)
+    assert targets[c] == 0
+    top_shares.append(targets.max() / targets.sum())
+  assert np.mean(top_shares) >= 0.5
 
 
 @pytest.mark.parametrize("mean", [0.02, 0.2, 0.5, 0.97])
 def test_truncated_normal_is_not_clipped(mean):
   rng = np.random.default_rng(0)
-  samples = noise.truncated_normal(mean, 0.1, 200_000, rng)
+  samples = instance_noise.truncated_normal(mean, 0.1, 200_000, rng)
   assert samples.min() >= 0.0 and samples.max() <= 1.0
   # Clipping would put a point mass on the bounds.
   assert np.count_nonzero((samples == 0.0) | (samples == 1.0)) == 0
@@ -376,7 +433,7 @@ def test_instance_has_no_class_level_matrix():
 
 def test_instance_features_length_mismatch():
   with pytest.raises(ValueError, match=r"got \(5,\) rows for 4 labels"):
-    noise.instance_noise(np.zeros((5, 3)), np.zeros(4, int), 0.2, 10, seed=0)
+    instance_noise.instance_noise(np.zeros((5, 3)), np.zeros(4, int), 0.2, 10, seed=0)
 
 
 def test_instance_needs_features():

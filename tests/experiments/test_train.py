@@ -1,6 +1,6 @@
-"""Tests for the training loop, methods, configs, CLI and resumption."""
+"""Tests for the training loop: schedule, metrics, errors, resumption, devices."""
 
-import gzip
+import copy
 import json
 import os
 import shutil
@@ -9,64 +9,28 @@ import sys
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments import input_pipeline
-from experiments import methods
+from experiments import data as data_lib
+from experiments import evaluation
+from experiments import steps
 from experiments import train
 from experiments.configs import default
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Fields that differ between two identical runs: wall-clock times.
-_TIME_FIELDS = ("train_time_s", "epoch_time_s")
-
-
-def tiny_dataset(n_train=160, n_test=48, shape=(28, 28, 1), seed=0):
-  """Random images whose brightness depends on the class (learnable)."""
-  rng = np.random.default_rng(seed)
-  n = n_train + n_test
-  labels = rng.integers(0, 10, n).astype(np.int32)
-  images = rng.integers(0, 60, (n, *shape)) + 19 * labels[:, None, None, None]
-  images = images.astype(np.uint8)
-  return input_pipeline.Dataset(
-      name="mnist",
-      num_classes=10,
-      train=input_pipeline.Split(images[:n_train], labels[:n_train]),
-      test=input_pipeline.Split(images[n_train:], labels[n_train:]),
-  )
-
-
-def tiny_config(**overrides):
-  config = default.get_config()
-  config.dataset = "mnist"
-  config.model = "lenet5"
-  config.method = "cdr_ref"
-  config.noise_type = "symmetric"
-  config.noise_rate = 0.2
-  config.batch_size = 16
-  config.eval_batch_size = 32
-  config.num_epochs = 3
-  config.lr_milestones = (2,)
-  config.log_progress = False
-  for key, value in overrides.items():
-    config[key] = value
-  return config
-
-
-def read_metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
-def without_times(records):
-  return [{k: v for k, v in r.items() if k not in _TIME_FIELDS} for r in records]
+from experiments.data import augment
+from conftest import make_tiny_config as tiny_config
+from conftest import make_tiny_dataset as tiny_dataset
+from conftest import read_metrics
+from conftest import REPO
+from conftest import without_times
 
 
 # ---------------------------------------------------------------------------
-# Loss, methods, schedule
+# The step and the schedule
 # ---------------------------------------------------------------------------
 
 
@@ -77,115 +41,60 @@ def _numpy_mean_ce(logits, labels):
   return -np.mean(log_p[np.arange(len(labels)), labels])
 
 
-@pytest.mark.parametrize("name", sorted(methods.METHODS))
-def test_loss_is_mean_per_example_cross_entropy(name):
-  logits = jax.random.normal(jax.random.key(0), (13, 10)) * 3
-  labels = jax.random.randint(jax.random.key(1), (13,), 0, 10)
-  loss = methods.get_method(name).loss(logits, labels, jnp.arange(13))
-  assert loss.shape == ()
-  np.testing.assert_allclose(loss, _numpy_mean_ce(logits, labels), rtol=1e-5)
-
-
 def test_train_step_loss_is_mean_cross_entropy_of_its_batch():
   """The logged loss is the mean CE of the batch the permutation selects."""
   config = tiny_config(method="ce")
   mesh = train.make_mesh(1)
   data = train.load_data(config, tiny_dataset())
   images, labels = data.train_images, data.train_labels
-  method = methods.get_method("ce")
   steps_per_epoch = len(labels) // config.batch_size
-  tx = method.optimizer(config, train.learning_rate_schedule(config, 10))
-  graphdef, state = train.create_train_state(config, images.shape[1:], 10, tx)
-  perm = train.epoch_permutation(0, 1, len(labels))
-  train_fn = train.make_train_fn(
-      graphdef, method, tx, config, mesh, steps_per_epoch, 1
+  method, state = train.build_method(
+      config, image_shape=images.shape[1:], num_classes=10,
+      num_train=len(labels), steps_per_epoch=steps_per_epoch,
   )
-  _, totals = train_fn(
-      state,
-      train.zero_totals(method, state.opt_state),
-      jnp.asarray(images),
-      jnp.asarray(labels),
-      perm,
+  spec = data_lib.get_spec("mnist")
+  perm = steps.epoch_permutation(0, 1, len(labels))
+  train_fn = steps.make_train_fn(
+      method.train_step, spec, config, mesh, steps_per_epoch, 1
   )
+  totals = steps.zero_metrics(method.train_step, state.method, images.shape[1:], config)
+  assert set(totals) == {"train_loss", "train_running_acc"}
+  new_state, totals = train_fn(
+      state, totals, jnp.asarray(images), jnp.asarray(labels), perm
+  )
+  assert int(new_state.step) == 1
   batch = np.asarray(perm[: config.batch_size])
-  logits, _ = train.apply_model(
-      graphdef,
-      state.params,
-      state.batch_stats,
-      input_pipeline.normalize(images[batch], "mnist"),
-      train=True,
+  logits = method.predict(  # No BatchNorm in LeNet: train = eval mode.
+      state.method, augment.normalize(images[batch], spec)
   )
   np.testing.assert_allclose(
-      totals["loss"], _numpy_mean_ce(logits, labels[batch]), rtol=1e-5
+      totals["train_loss"], _numpy_mean_ce(logits, labels[batch]), rtol=1e-5
   )
-  assert int(totals["correct"]) == int(
-      np.sum(np.argmax(logits, -1) == labels[batch])
+  np.testing.assert_allclose(
+      totals["train_running_acc"],
+      np.mean(np.argmax(logits, -1) == labels[batch]),
   )
 
 
-def test_learning_rate_schedule_decays_at_epoch_starts():
+def test_learning_rate_milestones_are_1_based_epochs():
   config = tiny_config(learning_rate=0.01, lr_milestones=(2, 3), lr_decay=0.1)
   schedule = train.learning_rate_schedule(config, steps_per_epoch=5)
-  values = [float(schedule(s)) for s in (0, 9, 10, 14, 15, 100)]
+  values = [float(schedule(s)) for s in (0, 4, 5, 9, 10, 100)]
   np.testing.assert_allclose(values, [1e-2, 1e-2, 1e-3, 1e-3, 1e-4, 1e-4])
 
 
-def _one_update(tx, params, grads):
-  updates, _ = tx.update(grads, tx.init(params), params)
-  return updates
-
-
-def test_method_optimizers():
-  params = {"w": jnp.array([[0.5, -1.0], [2.0, 0.1]]), "b": jnp.array([0.3, -0.2])}
-  grads = {"w": jnp.array([[1.0, 1.0], [0.1, -1.0]]), "b": jnp.array([1.0, 1.0])}
-  config = tiny_config(noise_rate=0.5, weight_decay=1e-3, momentum=0.9)
-  lr = 0.1
-
-  # ce: torch's SGD(weight_decay): the first step is -lr * (g + wd * w).
-  ce = _one_update(methods.get_method("ce").optimizer(config, lr), params, grads)
-  jax.tree.map(
-      lambda u, g, w: np.testing.assert_allclose(u, -lr * (g + 1e-3 * w), rtol=1e-6),
-      ce, grads, params,
-  )
-
-  # cdr_ref: tau defaults to the noise rate (0.5): 2 of 4 kernel entries are
-  # critical (scores |g*w| 0.5, 1.0, 0.2, 0.1), scaled by 1 - tau.
-  ref = _one_update(methods.get_method("cdr_ref").optimizer(config, lr), params, grads)
-  critical = np.array([[True, True], [False, False]])
-  expected_w = -lr * (np.where(critical, 0.5 * grads["w"], 0.0) + 1e-3 * params["w"])
-  np.testing.assert_allclose(ref["w"], expected_w, rtol=1e-6)
-  np.testing.assert_allclose(
-      ref["b"], -lr * (grads["b"] + 1e-3 * params["b"]), rtol=1e-6
-  )
-
-  # cdr_paper: lam * sign(w) on the kernels, no weight decay; cdr_tau
-  # overrides the noise rate.
-  config.cdr_tau = 0.25
-  config.cdr_lam = 0.01
-  paper = _one_update(
-      methods.get_method("cdr_paper").optimizer(config, lr), params, grads
-  )
-  critical = np.array([[True, True], [True, False]])  # k = floor(0.75 * 4) = 3
-  expected_w = -lr * (
-      np.where(critical, 0.75 * grads["w"], 0.0) + 0.01 * np.sign(params["w"])
-  )
-  np.testing.assert_allclose(paper["w"], expected_w, rtol=1e-6)
-  np.testing.assert_allclose(paper["b"], -lr * grads["b"], rtol=1e-6)
-
-
-def test_critical_fraction_metric():
-  config = tiny_config(noise_rate=0.25)
-  tx = methods.get_method("cdr_ref").optimizer(config, 0.1)
-  params = {"w": jnp.arange(1.0, 9.0).reshape(2, 4)}
-  _, state = tx.update({"w": jnp.ones((2, 4))}, tx.init(params), params)
-  metrics = methods.get_method("cdr_ref").optimizer_metrics(state)
-  np.testing.assert_allclose(metrics["critical_fraction"], 6 / 8)
-  assert methods.get_method("ce").optimizer_metrics(state) == {}
-
-
-def test_unknown_method():
-  with pytest.raises(ValueError, match="Unknown method 'coteaching'.*ce"):
-    methods.get_method("coteaching")
+def test_default_schedule_is_the_reference_codes_effective_schedule():
+  """MultiStepLR([10, 20]) stepped at the start of every epoch (torch >= 1.1)
+  gives 0.01 for 0-based epochs 0..8, 1e-3 for 9..18, 1e-4 from 19 on."""
+  steps_per_epoch = 7
+  schedule = train.learning_rate_schedule(default.get_config(), steps_per_epoch)
+  per_epoch = [float(schedule(e * steps_per_epoch)) for e in range(25)]
+  last_step_of_epoch = [
+      float(schedule(e * steps_per_epoch + steps_per_epoch - 1)) for e in range(25)
+  ]
+  expected = [1e-2] * 9 + [1e-3] * 10 + [1e-4] * 6
+  np.testing.assert_allclose(per_epoch, expected, rtol=1e-6)
+  np.testing.assert_allclose(last_step_of_epoch, expected, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -203,13 +112,13 @@ def test_accuracy_metrics_and_memorization():
       "val": data.val_clean_labels,
       "test": data.test_labels,
   }
-  m = train.accuracy_metrics(preds, data)
+  m = evaluation.accuracy_metrics(preds, data)
   assert m["train_acc"] == 1.0 and m["memorization"] == 1.0
   assert m["mislabeled_correct"] == 0.0 and m["test_acc"] == 1.0
   assert m["val_clean_acc"] == 1.0
   np.testing.assert_allclose(m["train_clean_acc"], 1 - flipped.mean())
   # One that predicts the clean labels has memorized none.
-  m = train.accuracy_metrics({**preds, "train": data.train_clean_labels}, data)
+  m = evaluation.accuracy_metrics({**preds, "train": data.train_clean_labels}, data)
   assert m["memorization"] == 0.0 and m["mislabeled_correct"] == 1.0
 
 
@@ -226,7 +135,7 @@ def test_summary_reports_test_accuracy_at_first_best_validation_epoch():
       {"epoch": 4, "val_acc": 0.6, "test_acc": 0.7, "epoch_time_s": 1.0,
        "memorization": 0.4},
   ]
-  summary = train.summarize(config, history, data, num_devices=1)
+  summary = evaluation.summarize(config, history, data, num_devices=1)
   assert summary["best_epoch"] == 2
   assert summary["test_acc_at_best_val"] == 0.8
   assert summary["last_test_acc"] == 0.7
@@ -243,15 +152,15 @@ def test_summary_reports_test_accuracy_at_first_best_validation_epoch():
     "overrides, error",
     [
         ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
-        ({"model": "vgg"}, "Unknown model 'vgg'"),
-        ({"method": "coteaching"}, "Unknown method 'coteaching'"),
-        ({"noise_type": "gaussian"}, "Unknown noise_type 'gaussian'"),
+        ({"model": "vgg"}, "unknown model 'vgg'"),
+        ({"method": "coteaching"}, "unknown method 'coteaching'"),
+        ({"noise_type": "gaussian"}, "unknown noise_type 'gaussian'"),
         ({"noise_rate": 1.0}, r"noise_rate must be in \[0, 1\)"),
         ({"noise_rate": -0.1}, r"noise_rate must be in \[0, 1\)"),
-        ({"cdr_tau": 1.0}, r"cdr_tau must be in \[0, 1\)"),
-        ({"cdr_tau": -0.2}, r"cdr_tau must be in \[0, 1\)"),
         ({"batch_size": 0}, "batch_size=0 must be positive"),
         ({"lr_milestones": (20, 10)}, "lr_milestones must be increasing"),
+        ({"lr_milestones": (0, 10)}, "lr_milestones must be increasing 1-based"),
+        ({"num_train_examples": 5}, r"num_train_examples must be in \[10, 160\]"),
         ({"num_devices": 99}, "num_devices=99"),
     ],
 )
@@ -345,153 +254,37 @@ def test_tfds_source_end_to_end(tmp_path):
   assert summary["epochs"] == 1
 
 
-def _idx_bytes(array):
-  header = np.array((0x0800 | array.ndim,) + array.shape, ">u4").tobytes()
-  return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx_dataset(directory, dataset):
-  os.makedirs(directory, exist_ok=True)
-  files = {
-      "train-images-idx3-ubyte.gz": dataset.train.images[..., 0],
-      "train-labels-idx1-ubyte.gz": dataset.train.labels,
-      "t10k-images-idx3-ubyte.gz": dataset.test.images[..., 0],
-      "t10k-labels-idx1-ubyte.gz": dataset.test.labels,
-  }
-  for name, array in files.items():
-    with gzip.open(os.path.join(directory, name), "wb") as f:
-      f.write(_idx_bytes(array))
-
-
-def _run_main(*args):
-  return subprocess.run(
-      [sys.executable, "-m", "experiments.main", *args],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-
-
-def test_cli_overrides_and_idx_data(tmp_path):
-  data_dir = str(tmp_path / "idx")
-  write_idx_dataset(data_dir, tiny_dataset())
-  workdir = str(tmp_path / "work")
-  result = _run_main(
-      "--config=experiments/configs/mnist_lenet.py",
-      f"--workdir={workdir}",
-      "--config.data_source=idx",
-      f"--config.data_dir={data_dir}",
-      "--config.model=mlp",
-      "--config.mlp_hidden=(16,)",
-      "--config.method=cdr_paper",
-      "--config.noise_type=pairflip",
-      "--config.noise_rate=0.3",
-      "--config.cdr_tau=0.5",
-      "--config.num_epochs=2",
-      "--config.lr_milestones=(1,)",
-      "--config.batch_size=16",
-      "--config.eval_batch_size=32",
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(os.path.join(workdir, "summary.json")) as f:
-    summary = json.load(f)
-  config = summary["config"]
-  assert (config["model"], config["method"], config["noise_type"]) == (
-      "mlp", "cdr_paper", "pairflip"
-  )
-  assert config["mlp_hidden"] == [16] and config["cdr_tau"] == 0.5
-  assert summary["noise_rate"] == 0.3 and summary["epochs"] == 2
-  history = read_metrics(workdir)
-  assert [r["learning_rate"] for r in history] == pytest.approx([1e-2, 1e-3])
-  assert history[0]["critical_fraction"] == pytest.approx(0.5, abs=1e-3)
-  assert "summary.json" in result.stdout
-
-
-def test_cli_errors_reach_the_user(tmp_path):
-  result = _run_main(
-      "--config=experiments/configs/mnist_lenet.py",
-      f"--workdir={tmp_path}",
-      "--config.method=coteaching",
-  )
-  assert result.returncode != 0
-  assert "error: Unknown method 'coteaching'" in result.stderr
-  result = _run_main(
-      "--config=experiments/configs/mnist_lenet.py",
-      f"--workdir={tmp_path}",
-      "--config.data_source=idx",
-      f"--config.data_dir={tmp_path}/missing",
-  )
-  assert result.returncode != 0
-  assert "error: no train-images-idx3-ubyte" in result.stderr
-  result = _run_main("--help")  # absl exits with status 1 after the help.
-  assert "--config.noise_rate=0.4" in result.stdout + result.stderr
-
-
-def test_reproduce_runs_a_grid_and_reports(tmp_path):
-  data_dir = str(tmp_path / "idx")
-  write_idx_dataset(data_dir, tiny_dataset())
-  results = tmp_path / "results"
-  command = [
-      sys.executable, "-m", "experiments.reproduce", "--grid=main",
-      "--configs=mnist_lenet", "--data_source=idx", f"--data_dir={data_dir}",
-      "--noise_types=symmetric", "--noise_rates=0.2", "--methods=ce,cdr_ref",
-      "--num_epochs=2", f"--results_dir={results}", "--nolog_progress",
-  ]
-  first = subprocess.run(
-      command, cwd=REPO, capture_output=True, text=True, timeout=300
-  )
-  assert first.returncode == 0, first.stderr[-3000:]
-  assert "[2/2] mnist_lenet symmetric 0.2 cdr_ref 0" in first.stdout
-  assert "lr x0.1 at epochs [1]" in first.stdout
-  table = (results / "results.md").read_text()
-  assert "| method | sym 20 |" in table and "| cdr_ref | " in table
-  for name in ("test_accuracy.png", "memorization.png", "summaries.json"):
-    assert (results / name).stat().st_size > 0
-  # Finished runs are skipped; another budget in the same place is refused.
-  second = subprocess.run(
-      command, cwd=REPO, capture_output=True, text=True, timeout=300
-  )
-  assert second.returncode == 0 and "[1/2]" not in second.stdout
-  third = subprocess.run(
-      command[:-3] + ["--num_epochs=3", *command[-2:]],
-      cwd=REPO, capture_output=True, text=True, timeout=300,
-  )
-  assert third.returncode != 0 and "another configuration" in third.stderr
-
-
 # ---------------------------------------------------------------------------
 # Data parallelism
 # ---------------------------------------------------------------------------
 
 
 def _steps_on(num_devices, config, dataset, num_steps):
-  """Params after `num_steps` steps, and test predictions, on a mesh."""
+  """The network after `num_steps` steps, and test predictions, on a mesh."""
   mesh = train.make_mesh(num_devices)
+  replicated = NamedSharding(mesh, P())
   data = train.load_data(config, dataset)
-  method = methods.get_method(config.method)
   steps_per_epoch = len(data.train_labels) // config.batch_size
-  tx = method.optimizer(config, train.learning_rate_schedule(config, steps_per_epoch))
-  graphdef, state = train.create_train_state(
-      config, data.train_images.shape[1:], 10, tx
+  method, state = train.build_method(
+      config, image_shape=data.train_images.shape[1:], num_classes=10,
+      num_train=len(data.train_labels), steps_per_epoch=steps_per_epoch,
   )
-  state = jax.device_put(state, train._replicated(mesh))
-  split = train.to_device(data.train_images, data.train_labels, 16, mesh)
-  test = train.to_device(data.test_images, data.test_labels, 16, mesh)
-  perm = jax.device_put(
-      train.epoch_permutation(0, 1, split.size), train._replicated(mesh)
+  state = jax.device_put(state, replicated)
+  split = evaluation.to_device(data.train_images, data.train_labels, 16, mesh)
+  test = evaluation.to_device(data.test_images, data.test_labels, 16, mesh)
+  perm = jax.device_put(steps.epoch_permutation(0, 1, split.size), replicated)
+  spec = data_lib.get_spec(config.dataset)
+  train_fn = steps.make_train_fn(
+      method.train_step, spec, config, mesh, steps_per_epoch, 1
   )
-  train_fn = train.make_train_fn(
-      graphdef, method, tx, config, mesh, steps_per_epoch, 1
+  totals = steps.zero_metrics(
+      method.train_step, state.method, data.train_images.shape[1:], config
   )
-  totals = train.zero_totals(method, state.opt_state)
   for _ in range(num_steps):
     state, totals = train_fn(state, totals, split.images, split.labels, perm)
-  config.eval_batch_size = 16
-  preds = train.predict_split(
-      train.make_predict_fn(graphdef, config, mesh), state, test, 16
-  )
-  return jax.device_get(state), preds
+  predict_fn = evaluation.make_predict_fn(method, spec, 16, mesh)
+  preds = np.argmax(evaluation.predict_split(predict_fn, state.method, test, 16), -1)
+  return jax.device_get(state.method.net), preds
 
 
 def _in_subprocess_with_8_devices(test_id):

@@ -1,0 +1,142 @@
+"""Tests for the command lines: experiments.main and experiments.reproduce."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import grid
+from conftest import make_tiny_dataset as tiny_dataset
+from conftest import read_metrics
+from conftest import REPO
+
+
+def _idx_bytes(array):
+  header = np.array((0x0800 | array.ndim,) + array.shape, ">u4").tobytes()
+  return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dataset(directory, dataset):
+  os.makedirs(directory, exist_ok=True)
+  files = {
+      "train-images-idx3-ubyte.gz": dataset.train.images[..., 0],
+      "train-labels-idx1-ubyte.gz": dataset.train.labels,
+      "t10k-images-idx3-ubyte.gz": dataset.test.images[..., 0],
+      "t10k-labels-idx1-ubyte.gz": dataset.test.labels,
+  }
+  for name, array in files.items():
+    with gzip.open(os.path.join(directory, name), "wb") as f:
+      f.write(_idx_bytes(array))
+
+
+def _run_main(*args):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.main", *args],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+
+
+def test_cli_overrides_and_idx_data(tmp_path):
+  data_dir = str(tmp_path / "idx")
+  write_idx_dataset(data_dir, tiny_dataset())
+  workdir = str(tmp_path / "work")
+  result = _run_main(
+      "--config=experiments/configs/mnist_lenet.py",
+      f"--workdir={workdir}",
+      "--config.data_source=idx",
+      f"--config.data_dir={data_dir}",
+      "--config.model=mlp",
+      "--config.mlp_hidden=(16,)",
+      "--config.method=cdr_paper",
+      "--config.noise_type=pairflip",
+      "--config.noise_rate=0.3",
+      "--config.method_args.cdr_paper.tau=0.5",
+      "--config.num_epochs=2",
+      "--config.lr_milestones=(2,)",
+      "--config.batch_size=16",
+      "--config.eval_batch_size=32",
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  config = summary["config"]
+  assert (config["model"], config["method"], config["noise_type"]) == (
+      "mlp", "cdr_paper", "pairflip"
+  )
+  assert config["mlp_hidden"] == [16]
+  # Only the chosen method's hyperparameters identify the run.
+  assert config["method_args"] == {"tau": 0.5, "lam": 1e-3}
+  assert summary["noise_rate"] == 0.3 and summary["epochs"] == 2
+  history = read_metrics(workdir)
+  assert [r["learning_rate"] for r in history] == pytest.approx([1e-2, 1e-3])
+  assert history[0]["critical_fraction"] == pytest.approx(0.5, abs=1e-3)
+  assert "summary.json" in result.stdout
+
+
+def test_cli_errors_reach_the_user(tmp_path):
+  result = _run_main(
+      "--config=experiments/configs/mnist_lenet.py",
+      f"--workdir={tmp_path}",
+      "--config.method=coteaching",
+  )
+  assert result.returncode != 0
+  assert "error: unknown method 'coteaching'" in result.stderr
+  result = _run_main(
+      "--config=experiments/configs/mnist_lenet.py",
+      f"--workdir={tmp_path}",
+      "--config.data_source=idx",
+      f"--config.data_dir={tmp_path}/missing",
+  )
+  assert result.returncode != 0
+  assert f"error: data_dir {tmp_path}/missing is not a directory" in result.stderr
+  result = _run_main("--help")  # absl exits with status 1 after the help.
+  assert "--config.noise_rate=0.4" in result.stdout + result.stderr
+
+
+def test_reproduce_runs_a_grid_and_reports(tmp_path):
+  data_dir = str(tmp_path / "idx")
+  write_idx_dataset(data_dir, tiny_dataset())
+  results = tmp_path / "results"
+  command = [
+      sys.executable, "-m", "experiments.reproduce", "--grid=main",
+      "--configs=mnist_lenet", "--data_source=idx", f"--data_dir={data_dir}",
+      "--noise_types=symmetric", "--noise_rates=0.2", "--methods=ce,cdr_ref",
+      "--num_epochs=2", f"--results_dir={results}", "--nolog_progress",
+  ]
+  first = subprocess.run(
+      command, cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert "[2/2] mnist_lenet symmetric 0.2 cdr_ref 0" in first.stdout
+  assert "lr x0.1 from epochs [2]" in first.stdout
+  table = (results / "results.md").read_text()
+  assert "| method | sym 20 |" in table and "| cdr_ref | " in table
+  for name in ("test_accuracy.png", "memorization.png", "summaries.json"):
+    assert (results / name).stat().st_size > 0
+  # Finished runs are skipped; another budget in the same place is refused.
+  second = subprocess.run(
+      command, cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert second.returncode == 0 and "[1/" not in second.stdout
+  assert "2 of 2 runs already finished" in second.stdout
+  third = subprocess.run(
+      command[:-3] + ["--num_epochs=3", *command[-2:]],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert third.returncode != 0 and "another configuration" in third.stderr
+
+
+
+
+def test_scaled_milestones_keep_the_reference_schedule_at_30_epochs():
+  assert grid.scaled_milestones((10, 20), 30) == (10, 20)
+  assert grid.scaled_milestones((10, 20), 24) == (8, 16)
+  assert grid.scaled_milestones((40, 80), 300) == (100, 200)
+  assert grid.scaled_milestones((), 10) == ()
