@@ -79,6 +79,11 @@ def split_indices(
       num_examples
   )
   num_val = int(round(val_fraction * num_examples))
+  if not 0 < num_val < num_examples:
+    raise ValueError(
+        f"val_fraction={val_fraction} of {num_examples} examples leaves"
+        f" {num_val} for validation; both splits must be non-empty."
+    )
   return np.sort(permutation[num_val:]), np.sort(permutation[:num_val])
 
 
@@ -164,9 +169,10 @@ def balanced_subset(
 ) -> np.ndarray:
   """Seeded indices of ``size`` examples, as equal per class as possible.
 
-  Every class gets ``size // num_classes`` examples and the first
-  ``size % num_classes`` classes (in a seeded order) one more; a class with
-  too few examples is an error rather than a silently unbalanced subset.
+  Every class gets ``size // num_classes`` examples and ``size %
+  num_classes`` seeded classes (among those with enough examples) one more;
+  a class with too few examples is an error rather than a silently
+  unbalanced subset.
 
   Args:
     labels: ``(n,)`` clean labels.
@@ -183,15 +189,24 @@ def balanced_subset(
         f" {size}."
     )
   rng = np.random.default_rng([seed, _SUBSET_STREAM])
-  extra = set(rng.permutation(num_classes)[: size % num_classes].tolist())
-  chosen = []
-  for c in range(num_classes):
-    members = np.flatnonzero(labels == c)
-    want = size // num_classes + (c in extra)
-    if want > len(members):
-      raise ValueError(
-          f"class {c} has {len(members)} training examples, fewer than the"
-          f" {want} a balanced subset of {size} needs."
-      )
-    chosen.append(rng.choice(members, want, replace=False))
+  members = [np.flatnonzero(labels == c) for c in range(num_classes)]
+  base = size // num_classes
+  short = [c for c in range(num_classes) if len(members[c]) < base]
+  if short:
+    raise ValueError(
+        f"class {short[0]} has {len(members[short[0]])} training examples,"
+        f" fewer than the {base} a balanced subset of {size} needs."
+    )
+  # The size % num_classes extra examples go to seeded classes with room.
+  roomy = [c for c in range(num_classes) if len(members[c]) > base]
+  extra = set(rng.permutation(roomy)[: size % num_classes].tolist())
+  if len(extra) < size % num_classes:
+    raise ValueError(
+        f"only {len(roomy)} classes have more than {base} examples; a"
+        f" balanced subset of {size} needs {size % num_classes}."
+    )
+  chosen = [
+      rng.choice(members[c], base + (c in extra), replace=False)
+      for c in range(num_classes)
+  ]
   return np.sort(np.concatenate(chosen))

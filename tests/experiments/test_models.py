@@ -173,8 +173,8 @@ def test_resnet_stem_has_no_padding(input_shape, output_shape):
     )
     return model.stem_conv(x)
 
-  out = jax.eval_shape(stem, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
-  assert out.shape == output_shape
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  assert jax.eval_shape(stem, x).shape == output_shape
 
 
 def test_resnet_stem_is_a_valid_convolution():

@@ -281,7 +281,9 @@ def test_instance_noise_depends_on_the_pixel_scale(image_data):
   images, labels = image_data
   images, labels = images[:5000], labels[:5000]
   raw = instance_noise.instance_noise(images, labels, 0.4, 10, seed=0)
-  scaled = instance_noise.instance_noise(images / 255.0, labels, 0.4, 10, seed=0)
+  scaled = instance_noise.instance_noise(
+      images / 255.0, labels, 0.4, 10, seed=0
+  )
   assert (raw.labels != scaled.labels).any()
 
 
@@ -433,7 +435,9 @@ def test_instance_has_no_class_level_matrix():
 
 def test_instance_features_length_mismatch():
   with pytest.raises(ValueError, match=r"got \(5,\) rows for 4 labels"):
-    instance_noise.instance_noise(np.zeros((5, 3)), np.zeros(4, int), 0.2, 10, seed=0)
+    instance_noise.instance_noise(
+        np.zeros((5, 3)), np.zeros(4, int), 0.2, 10, seed=0
+    )
 
 
 def test_instance_needs_features():
