@@ -38,6 +38,50 @@ class LoopState(NamedTuple):
   method: Any
 
 
+class TrainArrays(NamedTuple):
+  """The training split on the devices.
+
+  Attributes:
+    images: uint8 ``(n, h, w, c)``.
+    labels: int32 ``(n,)`` noisy labels.
+    is_clean: bool ``(n,)``, whether each noisy label is the true one. Never
+      shown to a method: the loop uses it only to report the label precision
+      of the examples a method selects.
+  """
+
+  images: jax.Array
+  labels: jax.Array
+  is_clean: jax.Array
+
+
+# A step may return this metric: a bool (B,) mask of the examples it trained
+# on. The loop turns it into the epoch's selected fraction and label precision.
+SELECTED = "selected"
+
+
+def additive_metrics(metrics: dict, is_clean: jax.Array) -> dict:
+  """A step's metrics as quantities that add up over the epoch's steps."""
+  metrics = dict(metrics)
+  if SELECTED in metrics:
+    selected = metrics.pop(SELECTED)
+    metrics["selected_count"] = jnp.sum(selected)
+    metrics["selected_clean_count"] = jnp.sum(selected & is_clean)
+  return metrics
+
+
+def epoch_means(totals: dict, steps: int, batch_size: int) -> dict[str, float]:
+  """The epoch's metrics from their sums: means over steps, and the selection's
+  fraction and label precision (clean fraction of the selected examples)."""
+  totals = {k: float(v) for k, v in totals.items()}
+  selected = totals.pop("selected_count", None)
+  clean = totals.pop("selected_clean_count", None)
+  means = {k: v / steps for k, v in totals.items()}
+  if selected is not None:
+    means["selected_fraction"] = selected / (steps * batch_size)
+    means["label_precision"] = clean / selected if selected else None
+  return means
+
+
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> jax.Array:
   """The example order of an epoch, a function of (seed, epoch) only."""
   key = jax.random.fold_in(jax.random.key(seed), _PERMUTATION_STREAM)
@@ -54,9 +98,9 @@ def make_train_fn(
 ) -> Callable:
   """Builds the jitted function that runs `num_steps` training steps.
 
-  The function maps (state, totals, images, labels, perm) to (state, totals):
-  `images`/`labels` are the whole training split on the devices, `perm` the
-  epoch's permutation, and `totals` sums the step's metrics over the epoch
+  The function maps (state, totals, arrays, perm) to (state, totals):
+  `arrays` is the whole training split on the devices (`TrainArrays`), `perm`
+  the epoch's permutation, and `totals` sums the step's metrics over the epoch
   without leaving the devices. With num_steps > 1 the steps run in a
   `lax.scan`, which is faster for dense nets on CPU and slower for conv nets.
   """
@@ -64,25 +108,28 @@ def make_train_fn(
   batch_sharding = NamedSharding(mesh, P("data"))
   augment_key = jax.random.fold_in(jax.random.key(config.seed), _AUGMENT_STREAM)
 
-  def one_step(state: LoopState, totals, images, labels, perm):
+  def one_step(state: LoopState, totals, arrays: TrainArrays, perm):
     start = (state.step % steps_per_epoch) * batch_size
     indices = lax.dynamic_slice_in_dim(perm, start, batch_size)
     indices = lax.with_sharding_constraint(indices, batch_sharding)
-    x = images[indices]
+    x = arrays.images[indices]
     if spec.augment:
       x = augment.random_crop_flip(jax.random.fold_in(augment_key, state.step), x)
-    batch = methods.Batch(augment.normalize(x, spec), labels[indices], indices)
+    batch = methods.Batch(
+        augment.normalize(x, spec), arrays.labels[indices], indices
+    )
     info = methods.StepInfo(state.step, state.step // steps_per_epoch)
     method_state, metrics = train_step(state.method, batch, info)
+    metrics = additive_metrics(metrics, arrays.is_clean[indices])
     totals = jax.tree.map(lambda t, m: t + m.astype(t.dtype), totals, metrics)
     return LoopState(state.step + 1, method_state), totals
 
-  def train_steps(state, totals, images, labels, perm):
+  def train_steps(state, totals, arrays, perm):
     if num_steps == 1:
-      return one_step(state, totals, images, labels, perm)
+      return one_step(state, totals, arrays, perm)
 
     def body(carry, _):
-      return one_step(*carry, images, labels, perm), None
+      return one_step(*carry, arrays, perm), None
 
     (state, totals), _ = lax.scan(body, (state, totals), length=num_steps)
     return state, totals
@@ -94,8 +141,11 @@ def zero_metrics(step_fn, method_state, image_shape, config):
   """Zeroed epoch sums, with the structure of the step's metrics."""
   batch = config.batch_size
   scalar = jax.ShapeDtypeStruct((), jnp.int32)
-  _, metrics = jax.eval_shape(
-      step_fn,
+  def additive(state, batch, info, is_clean):
+    return additive_metrics(step_fn(state, batch, info)[1], is_clean)
+
+  metrics = jax.eval_shape(
+      additive,
       method_state,
       methods.Batch(
           jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32),
@@ -103,6 +153,7 @@ def zero_metrics(step_fn, method_state, image_shape, config):
           jax.ShapeDtypeStruct((batch,), jnp.int32),
       ),
       methods.StepInfo(scalar, scalar),
+      jax.ShapeDtypeStruct((batch,), jnp.bool_),
   )
   # float32 sums, whatever each metric's dtype (counts included).
   return {k: jnp.zeros(v.shape, jnp.float32) for k, v in metrics.items()}

@@ -95,6 +95,8 @@ class Experiment(NamedTuple):
   config: ml_collections.ConfigDict
   method: methods.Method
   data: data_lib.NoisyDataset
+  # The training split for the step; `splits` (padded) for evaluation.
+  train_arrays: steps.TrainArrays
   splits: dict[str, evaluation.DeviceSplit]
   schedule: optax.Schedule
   steps_per_epoch: int
@@ -185,6 +187,13 @@ def setup(
       config=config,
       method=method,
       data=data,
+      train_arrays=jax.device_put(
+          steps.TrainArrays(
+              data.train_images, data.train_labels,
+              data.train_labels == data.train_clean_labels,
+          ),
+          NamedSharding(mesh, P()),
+      ),
       splits={
           name: evaluation.to_device(
               getattr(data, f"{name}_images"), getattr(data, f"{name}_labels"),
@@ -229,24 +238,24 @@ def train_epoch(
   config = exp.config
   learning_rate = float(exp.schedule(int(state.step)))
   phase, step_fn = exp.method.phase_at(epoch)
-  split = exp.splits["train"]
+  arrays = exp.train_arrays
   perm = jax.device_put(
-      steps.epoch_permutation(config.seed, epoch, split.size),
+      steps.epoch_permutation(config.seed, epoch, len(arrays.labels)),
       NamedSharding(exp.mesh, P()),
   )
   totals = steps.zero_metrics(
-      step_fn, state.method, split.images.shape[1:], config
+      step_fn, state.method, arrays.images.shape[1:], config
   )
   with _progress_bar(config, epoch, exp.steps_per_epoch) as bar:
     for num_steps in exp.calls:
       fn = _train_fn(exp, phase, step_fn, num_steps)
-      state, totals = fn(state, totals, split.images, split.labels, perm)
+      state, totals = fn(state, totals, arrays, perm)
       bar.update(num_steps)
-  totals = jax.device_get(totals)
   record = {"epoch": epoch, "step": int(state.step), "phase": phase,
             "learning_rate": learning_rate}
-  # The method's metrics: means over the epoch's steps.
-  record.update({k: float(v) / exp.steps_per_epoch for k, v in totals.items()})
+  record.update(steps.epoch_means(
+      jax.device_get(totals), exp.steps_per_epoch, config.batch_size
+  ))
   return state, record
 
 

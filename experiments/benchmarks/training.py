@@ -38,7 +38,6 @@ import numpy as np
 
 from experiments import atomic
 from experiments import data
-from experiments import evaluation
 from experiments import steps
 from experiments import train
 from experiments.configs import default
@@ -87,7 +86,7 @@ def _step_timer(model, method, steps_per_call, num_calls, mesh):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (num_examples, *shape), dtype=np.uint8)
   labels = rng.integers(0, 10, num_examples, dtype=np.int32)
-  split = evaluation.to_device(images, labels, batch_size, mesh)
+  arrays = steps.TrainArrays(images, labels, np.ones(num_examples, bool))
   steps_per_epoch = num_examples // batch_size
   method, state = train.build_method(
       config,
@@ -112,7 +111,7 @@ def _step_timer(model, method, steps_per_call, num_calls, mesh):
     state = carry[0]
     start = time.perf_counter()
     for _ in range(num_calls):
-      state, _ = train_fn(state, totals, split.images, split.labels, perm)
+      state, _ = train_fn(state, totals, arrays, perm)
     jax.block_until_ready(state)
     carry[0] = state
     return (time.perf_counter() - start) / (num_calls * steps_per_call)

@@ -20,6 +20,7 @@ import optax
 import pytest
 
 from experiments import methods
+from experiments import steps
 from experiments import train
 from experiments.configs import default
 from experiments.methods import cdr
@@ -266,7 +267,7 @@ def make_two_networks(ctx: methods.Context) -> methods.Method:
                 clean.astype(jnp.int32)
             ),
         ),
-        {"train_loss": value, "selected_fraction": jnp.mean(clean)},
+        {"train_loss": value, "selected": clean},
     )
 
   def predict(state, images):
@@ -320,7 +321,11 @@ def test_two_network_method_with_per_example_state(tmp_path, two_networks_regist
   history = read_metrics(str(tmp_path / "full"))
   assert [r["phase"] for r in history] == ["warmup", "train", "train"]
   assert "selected_fraction" not in history[0]
+  # The loop turns the step's `selected` mask into the selected fraction and
+  # its label precision (measured against the clean labels it never shows).
   assert [r["selected_fraction"] for r in history[1:]] == [0.5, 0.5]
+  for r in history[1:]:
+    assert 0.0 <= r["label_precision"] <= 1.0
   assert summary["epochs"] == 3
 
   # Per-example state and the end-of-epoch hook survive a kill and resume.
@@ -330,6 +335,21 @@ def test_two_network_method_with_per_example_state(tmp_path, two_networks_regist
   assert train.train_and_evaluate(stopped, resumed_dir, dataset) is None
   train.train_and_evaluate(config, resumed_dir, dataset)
   assert without_times(read_metrics(resumed_dir)) == without_times(history)
+
+
+def test_epoch_means_of_a_selection():
+  is_clean = jnp.array([True, False, True, True])
+  totals = {}
+  for selected in ([True, True, False, False], [True, False, True, False]):
+    metrics = steps.additive_metrics(
+        {"train_loss": jnp.float32(1.0), "selected": jnp.array(selected)},
+        is_clean,
+    )
+    totals = jax.tree.map(jnp.add, totals, metrics) if totals else metrics
+  means = steps.epoch_means(totals, steps=2, batch_size=4)
+  assert means == {
+      "train_loss": 1.0, "selected_fraction": 0.5, "label_precision": 0.75
+  }
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Tests for the training loop: schedule, metrics, errors, resumption, devices."""
 
-import copy
 import json
 import os
 import shutil
@@ -8,7 +7,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
@@ -59,9 +57,8 @@ def test_train_step_loss_is_mean_cross_entropy_of_its_batch():
   )
   totals = steps.zero_metrics(method.train_step, state.method, images.shape[1:], config)
   assert set(totals) == {"train_loss", "train_running_acc"}
-  new_state, totals = train_fn(
-      state, totals, jnp.asarray(images), jnp.asarray(labels), perm
-  )
+  arrays = steps.TrainArrays(images, labels, np.ones(len(labels), bool))
+  new_state, totals = train_fn(state, totals, arrays, perm)
   assert int(new_state.step) == 1
   batch = np.asarray(perm[: config.batch_size])
   logits = method.predict(  # No BatchNorm in LeNet: train = eval mode.
@@ -270,9 +267,16 @@ def _steps_on(num_devices, config, dataset, num_steps):
       num_train=len(data.train_labels), steps_per_epoch=steps_per_epoch,
   )
   state = jax.device_put(state, replicated)
-  split = evaluation.to_device(data.train_images, data.train_labels, 16, mesh)
+  arrays = jax.device_put(
+      steps.TrainArrays(
+          data.train_images, data.train_labels, np.ones(len(data.train_labels), bool)
+      ),
+      replicated,
+  )
   test = evaluation.to_device(data.test_images, data.test_labels, 16, mesh)
-  perm = jax.device_put(steps.epoch_permutation(0, 1, split.size), replicated)
+  perm = jax.device_put(
+      steps.epoch_permutation(0, 1, len(data.train_labels)), replicated
+  )
   spec = data_lib.get_spec(config.dataset)
   train_fn = steps.make_train_fn(
       method.train_step, spec, config, mesh, steps_per_epoch, 1
@@ -281,7 +285,7 @@ def _steps_on(num_devices, config, dataset, num_steps):
       method.train_step, state.method, data.train_images.shape[1:], config
   )
   for _ in range(num_steps):
-    state, totals = train_fn(state, totals, split.images, split.labels, perm)
+    state, totals = train_fn(state, totals, arrays, perm)
   predict_fn = evaluation.make_predict_fn(method, spec, 16, mesh)
   preds = np.argmax(evaluation.predict_split(predict_fn, state.method, test, 16), -1)
   return jax.device_get(state.method.net), preds
