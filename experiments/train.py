@@ -339,5 +339,22 @@ def train_and_evaluate(
       ckpt.save(checkpoints, epoch, state, history, config)
     checkpoints.wait_until_finished()
   summary = evaluation.summarize(config, history, exp.data, exp.mesh.devices.size)
+  if exp.method.report is not None:
+    summary["method_report"] = write_report(
+        workdir, exp.method.report(jax.device_get(state.method))
+    )
   atomic.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
+
+
+def write_report(workdir: str, report: dict[str, Any]) -> dict[str, Any]:
+  """Saves the method's arrays as .npy files; returns the JSON-able report."""
+  jsonable = {}
+  for key, value in report.items():
+    if isinstance(value, np.ndarray):
+      path = os.path.join(workdir, f"{key}.npy")
+      atomic.write_npy(path, value)
+      jsonable[key] = f"{key}.npy"
+    else:
+      jsonable[key] = value
+  return jsonable

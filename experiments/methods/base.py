@@ -16,6 +16,10 @@ its state and its step, and the loop never learns its name:
 * ``end_epoch(state, epoch, view) -> state``: an optional host-side hook
   after every epoch (relabeling, estimating a transition matrix from the
   warm-up model, schedules that need epoch-level statistics).
+* ``report(state) -> dict``: optional, what the method learned that a user
+  wants to read back at the end (an estimated transition matrix, tau_hat, the
+  ids of the examples judged noisy). Numbers and lists go to summary.json
+  under ``method_report``; numpy arrays to ``<workdir>/<key>.npy``.
 
 A method is built by its module's ``make(ctx)`` from a :class:`Context`,
 which carries what setup resolved once: the network, the learning-rate
@@ -118,6 +122,7 @@ class Method:
   predict: Callable[[State, jax.Array], jax.Array]
   phases: tuple[Phase, ...] = ()
   end_epoch: Callable[[State, int, EpochView], State] | None = None
+  report: Callable[[State], dict[str, Any]] | None = None
 
   def phase_at(self, epoch: int) -> tuple[str, TrainStep]:
     """The (name, step function) of 1-based ``epoch``."""

@@ -281,12 +281,19 @@ def make_two_networks(ctx: methods.Context) -> methods.Method:
         last_train_acc=jnp.float32(np.mean(preds == view.train_labels))
     )
 
+  def report(state):
+    return {
+        "never_selected_ids": np.flatnonzero(np.asarray(state.times_selected) == 0),
+        "last_train_acc": float(state.last_train_acc),
+    }
+
   return methods.Method(
       init=init,
       train_step=coteach_step,
       predict=predict,
       phases=(methods.Phase("warmup", 1, warmup_step),),
       end_epoch=end_epoch,
+      report=report,
   )
 
 
@@ -327,6 +334,12 @@ def test_two_network_method_with_per_example_state(tmp_path, two_networks_regist
   for r in history[1:]:
     assert 0.0 <= r["label_precision"] <= 1.0
   assert summary["epochs"] == 3
+  # The method's report: numbers inline, arrays as .npy beside the summary.
+  report = summary["method_report"]
+  assert report["never_selected_ids"] == "never_selected_ids.npy"
+  ids = np.load(tmp_path / "full" / "never_selected_ids.npy")
+  assert ids.ndim == 1 and np.all(np.diff(ids) > 0) and len(ids) < 144
+  assert report["last_train_acc"] == pytest.approx(history[-1]["train_acc"])
 
   # Per-example state and the end-of-epoch hook survive a kill and resume.
   stopped = copy.deepcopy(config)
