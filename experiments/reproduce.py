@@ -9,14 +9,16 @@ result), checks every run's configuration before training the first, and writes 
 summaries.json) and runs/<config>/<noise>_<rate>/<method>/seed<k>/, each
 run's workdir.
 
-Presets (--grid), each overridable flag by flag:
+Presets (--grid, experiments/grid.py), each overridable flag by flag:
 
-* main: Fashion-MNIST, LeNet-5, 40% instance noise, ce vs cdr_ref, 1 seed,
-  24 epochs (lr x0.1 from epochs 8 and 16): about 8 minutes on 2 CPU cores;
+* main: the memorization regime (configs/fashion_mnist_mlp_memorize.py: MLP,
+  4,000 Fashion-MNIST images, constant rate, 50 epochs) at 40% symmetric
+  noise, ce vs cdr_ref vs cdr_paper, 1 seed: a few minutes on 2 CPU cores;
+* memorize_table: the same regime, 8 noise settings, 3 seeds;
 * fmnist_table: Fashion-MNIST, LeNet-5, {symmetric, asymmetric, pairflip,
   instance} x {20%, 40%}, ce vs cdr_ref, 2 seeds, 8 epochs: about an hour;
-* fmnist_mlp: Fashion-MNIST, MLP 784-1024-1024-10 (a model that can
-  memorize), symmetric and instance 40%, ce vs cdr_ref, 1 seed, 15 epochs.
+* fmnist_mlp: Fashion-MNIST, MLP 784-1024-1024-10 on all images, symmetric
+  and instance 40%, ce vs cdr_ref, 1 seed, 15 epochs.
 
   python -m experiments.reproduce --grid=main
   python -m experiments.reproduce --grid=fmnist_table --methods=ce,cdr_ref,cdr_paper
