@@ -169,10 +169,13 @@ def run_grid(grid, milestones, results_dir) -> None:
       datasets[key] = data.load_dataset(
           config.dataset, source=config.data_source, data_dir=config.data_dir
       )
+    schedule = (
+        f"lr x{config.lr_decay} from epochs {list(config.lr_milestones)}"
+        if config.lr_milestones else "constant lr"
+    )
     print(
         f"[{i}/{len(todo)}] {' '.join(map(str, run))}: "
-        f"{config.num_epochs} epochs, lr x{config.lr_decay} from epochs "
-        f"{list(config.lr_milestones)}",
+        f"{config.num_epochs} epochs, {schedule}",
         flush=True,
     )
     start = time.perf_counter()

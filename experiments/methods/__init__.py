@@ -10,8 +10,11 @@ from typing import Callable, NamedTuple
 
 import ml_collections
 
+from experiments.methods import apl
 from experiments.methods import cdr
 from experiments.methods import ce
+from experiments.methods import dmi
+from experiments.methods import gce
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
 from experiments.methods.base import EpochView
@@ -33,6 +36,9 @@ class Entry(NamedTuple):
 
 
 REGISTRY: dict[str, Entry] = {
+    "gce": Entry(gce.DESCRIPTION, gce.default_args, gce.make, gce.check_args),
+    "apl": Entry(apl.DESCRIPTION, apl.default_args, apl.make, apl.check_args),
+    "dmi": Entry(dmi.DESCRIPTION, dmi.default_args, dmi.make, dmi.check_args),
     "ce": Entry(ce.DESCRIPTION, ce.default_args, ce.make),
     "cdr_ref": Entry(
         cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref, cdr.check_args

@@ -1,0 +1,405 @@
+"""Small-loss sample selection, shared by MentorNet, Co-teaching and Co-teaching+.
+
+The three baselines keep, in every batch, the fraction R(t) of their
+candidate examples with the smallest cross-entropy and train on those only:
+
+* R(t) = 1 - tau * min((t / T_k)^c, 1), with t the 0-based epoch: every
+  example in the first epoch, tau of them forgotten from epoch T_k on (the
+  Co-teaching paper's schedule; defaults T_k = 10, c = 1 from
+  bhanML/Co-teaching main.py L24-25). The official code
+  (main.py L134-135) writes the schedule as ``linspace(0, tau ** c, T_k)``
+  over its epochs 0..T_k-1 and trains from its epoch 1, so it forgets
+  tau * e / (T_k - 1) in its e-th training epoch and reaches tau one epoch
+  before the formula; note also its exponent applies to tau, not to t. With
+  c = 1 the two differ only by that epoch.
+* Of n candidates the ``int(R(t) * n)`` smallest losses are kept (Python's
+  float64 product, as the official code's ``int(remember_rate * len(...))``),
+  all n when that count is 0 (xingruiyu/coteaching_plus loss.py L24-27).
+  Ties keep the earlier position in the batch (a stable sort).
+* Networks are updated on the mean cross-entropy of their kept examples.
+  The official code divides that mean once more by the number kept
+  (bhanML/Co-teaching loss.py L26-29), which its scale-invariant Adam barely
+  notices; with the protocol's SGD it would shrink the step by the batch
+  size, so we take the plain mean.
+
+Every step returns ``selected``: the examples network 1 (the evaluated one)
+was updated on. Per example the state records how often it was selected and
+the last epochs it was *judged* (a candidate of the selection that fed
+network 1) and selected; ``report`` returns as ``noisy_ids`` the examples
+whose most recent judgement was a rejection.
+
+Optimizer: the protocol's SGD (momentum, weight decay) by default, for a
+fair comparison with CE and CDR; ``optimizer="adam"`` is the official
+setting: Adam with lr 1e-3, linearly decayed to 0 from epoch 80 on, where
+beta1 also drops from 0.9 to 0.1 (bhanML/Co-teaching main.py L19, L33,
+L119-131, L263). The official code also caps an epoch at 400 iterations
+(main.py L32, L180); we train on every batch of the protocol.
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_dict
+import numpy as np
+import optax
+
+from experiments.methods import losses
+from experiments.methods import supervised
+from experiments.methods.base import Batch
+from experiments.methods.base import Context
+from experiments.methods.base import Method
+from experiments.methods.base import NetworkState
+from experiments.methods.base import Phase
+from experiments.methods.base import StepInfo
+from experiments.methods.supervised import SupervisedState
+
+
+# ---------------------------------------------------------------------------
+# The schedule R(t) and the selection
+# ---------------------------------------------------------------------------
+
+
+def remember_rates(
+    forget_rate: float, num_gradual: int, exponent: float
+) -> np.ndarray:
+  """R(t) for t = 0..T_k (constant afterwards), float64.
+
+  Args:
+    forget_rate: tau, the fraction forgotten once the schedule has ramped up.
+    num_gradual: T_k, the epochs of the ramp (0: tau from the first epoch).
+    exponent: c.
+
+  Returns:
+    ``(num_gradual + 1,)`` array; R(t) = 1 - tau * min((t / T_k)^c, 1).
+  """
+  t = np.arange(num_gradual + 1, dtype=np.float64)
+  ramp = np.minimum((t / num_gradual) ** exponent, 1.0) if num_gradual else 1.0
+  return 1.0 - forget_rate * ramp
+
+
+def keep_counts(rates: np.ndarray, max_candidates: int) -> np.ndarray:
+  """int32 ``(len(rates), max_candidates + 1)``: the number kept of n candidates.
+
+  ``keep_counts(rates, B)[t, n] = int(rates[t] * n)``, or n where that is 0.
+  """
+  n = np.arange(max_candidates + 1)
+  counts = (rates[:, None] * n[None, :]).astype(np.int64)
+  return np.where(counts == 0, n[None, :], counts).astype(np.int32)
+
+
+def keep_count(
+    table: np.ndarray, epoch: jax.Array, num_candidates: jax.Array
+) -> jax.Array:
+  """How many of ``num_candidates`` to keep in (traced) ``epoch``."""
+  row = jnp.minimum(epoch, table.shape[0] - 1)
+  return jnp.asarray(table)[row, num_candidates]
+
+
+def small_loss_mask(
+    loss: jax.Array, keep: jax.Array, candidates: jax.Array | None = None
+) -> jax.Array:
+  """Bool (B,): the ``keep`` candidates of smallest loss.
+
+  Args:
+    loss: per-example losses, (B,).
+    keep: how many to keep (traced int; at most the number of candidates).
+    candidates: bool (B,), the examples eligible (default: all).
+
+  Returns:
+    The mask; ties go to the earlier position in the batch.
+  """
+  if candidates is None:
+    candidates = jnp.ones(loss.shape, bool)
+  order = jnp.argsort(jnp.where(candidates, loss, jnp.inf), stable=True)
+  rank = jnp.zeros(loss.shape, jnp.int32).at[order].set(
+      jnp.arange(loss.shape[0], dtype=jnp.int32)
+  )
+  return candidates & (rank < keep)
+
+
+# ---------------------------------------------------------------------------
+# Per-example record and the report
+# ---------------------------------------------------------------------------
+
+
+class SelectionRecord(NamedTuple):
+  """Per training example (num_train,) int32.
+
+  Attributes:
+    times_selected: how many steps network 1 was updated on it.
+    last_judged: the last epoch it was a candidate (-1: never).
+    last_selected: the last epoch it was selected (-1: never).
+  """
+
+  times_selected: jax.Array
+  last_judged: jax.Array
+  last_selected: jax.Array
+
+
+def empty_record(num_train: int) -> SelectionRecord:
+  never = jnp.full(num_train, -1, jnp.int32)
+  return SelectionRecord(jnp.zeros(num_train, jnp.int32), never, never)
+
+
+def record_selection(
+    record: SelectionRecord,
+    indices: jax.Array,
+    epoch: jax.Array,
+    judged: jax.Array,
+    selected: jax.Array,
+) -> SelectionRecord:
+  """The record after one batch (``indices`` are distinct within a batch)."""
+  def stamp(last, mask):
+    return last.at[indices].set(jnp.where(mask, epoch, last[indices]))
+
+  return SelectionRecord(
+      record.times_selected.at[indices].add(selected.astype(jnp.int32)),
+      stamp(record.last_judged, judged),
+      stamp(record.last_selected, selected),
+  )
+
+
+def judged_noisy(record: SelectionRecord) -> np.ndarray:
+  """Sorted ids whose most recent judgement was a rejection."""
+  last_judged = np.asarray(record.last_judged)
+  return np.flatnonzero(last_judged > np.asarray(record.last_selected))
+
+
+def report(state: Any) -> dict[str, Any]:
+  """``noisy_ids`` and ``times_selected`` (arrays: written as .npy files)."""
+  noisy = judged_noisy(state.record)
+  return {
+      "noisy_ids": noisy,
+      "num_noisy": int(noisy.size),
+      "times_selected": np.asarray(state.record.times_selected),
+  }
+
+
+# ---------------------------------------------------------------------------
+# Networks: one forward, a selection, one weighted backward per network
+# ---------------------------------------------------------------------------
+
+
+class Forward(NamedTuple):
+  """One network's forward pass on the batch, and its pullback."""
+
+  logits: jax.Array
+  loss: jax.Array  # Per-example cross-entropy, (B,).
+  batch_stats: Any
+  pullback: Callable
+
+
+def forward(
+    network, learner: SupervisedState, batch: Batch, on_probabilities: bool
+) -> Forward:
+  """Train-mode forward; with ``on_probabilities`` the CE is taken of the
+  softmax outputs (Co-teaching+'s official loss, see coteaching_plus)."""
+  def per_example(params):
+    logits, stats = network.apply(
+        params, learner.net.batch_stats, batch.images, train=True
+    )
+    inputs = jax.nn.softmax(logits) if on_probabilities else logits
+    return losses.cross_entropy(inputs, batch.labels), (logits, stats)
+
+  loss, pullback, (logits, stats) = jax.vjp(
+      per_example, learner.net.params, has_aux=True
+  )
+  return Forward(logits, loss, stats, pullback)
+
+
+def update(
+    tx: optax.GradientTransformation,
+    learner: SupervisedState,
+    fwd: Forward,
+    weights: jax.Array,
+) -> tuple[SupervisedState, jax.Array]:
+  """One optimizer step on the weighted mean loss sum(w l) / max(sum(w), 1).
+
+  With no example selected the gradient is zero and the optimizer still
+  steps (momentum, weight decay), as the official code's ``step()``.
+  """
+  total = jnp.maximum(jnp.sum(weights), 1.0)
+  (grads,) = fwd.pullback(weights / total)
+  updates, opt_state = tx.update(grads, learner.opt_state, learner.net.params)
+  params = optax.apply_updates(learner.net.params, updates)
+  new = SupervisedState(NetworkState(params, fwd.batch_stats), opt_state)
+  return new, jnp.sum(weights * fwd.loss) / total
+
+
+class Selection(NamedTuple):
+  """What a selection rule decides for one batch.
+
+  Attributes:
+    weights: one float (B,) 0/1 mask per network: the examples it learns.
+    judged: bool (B,), candidates of the selection network 1 learns from.
+    metrics: extra scalars to log.
+  """
+
+  weights: tuple[jax.Array, ...]
+  judged: jax.Array
+  metrics: dict[str, jax.Array]
+
+
+# (forwards, batch, info, keep-count table) -> Selection.
+SelectFn = Callable[[tuple[Forward, ...], Batch, StepInfo, np.ndarray], Selection]
+
+
+class SmallLossState(NamedTuple):
+  learners: tuple[SupervisedState, ...]
+  record: SelectionRecord
+
+
+class SelectionPhase(NamedTuple):
+  """A stretch of epochs with its own selection rule."""
+
+  name: str
+  num_epochs: int
+  select: SelectFn
+  on_probabilities: bool = False
+
+
+def forget_rate(ctx: Context) -> float:
+  """args.forget_rate, or the true noise rate (the official default)."""
+  return ctx.noise_rate if ctx.args.forget_rate is None else ctx.args.forget_rate
+
+
+def optimizer(ctx: Context) -> optax.GradientTransformation:
+  """The protocol's SGD, or the official Adam plan (see module docstring)."""
+  if ctx.args.optimizer == "sgd":
+    return supervised.sgd_weight_decay(ctx)
+  num_epochs = ctx.config.num_epochs
+  decay_start = ctx.args.adam_decay_start
+  span = max(num_epochs - decay_start, 1)
+
+  def epoch(step):
+    return step // ctx.steps_per_epoch
+
+  def learning_rate(step):
+    fraction = jnp.minimum((num_epochs - epoch(step)) / span, 1.0)
+    return ctx.args.adam_learning_rate * fraction
+
+  def b1(step):
+    return jnp.where(epoch(step) < decay_start, 0.9, 0.1)
+
+  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=b1)
+
+
+def make(
+    ctx: Context,
+    num_networks: int,
+    select: SelectFn,
+    phases: tuple[SelectionPhase, ...] = (),
+    on_probabilities: bool = False,
+) -> Method:
+  """A method of ``num_networks`` networks trained on small-loss selections.
+
+  Args:
+    ctx: the run's context.
+    num_networks: 1 (MentorNet) or 2 (Co-teaching and Co-teaching+).
+    select: the rule after the phases.
+    phases: selection rules for the first epochs.
+    on_probabilities: whether ``select``'s losses are the CE of the softmax
+      outputs (see ``forward``).
+
+  Returns:
+    The method; ``predict`` is network 1.
+  """
+  network = ctx.network
+  tx = optimizer(ctx)
+  rates = remember_rates(
+      forget_rate(ctx), ctx.args.num_gradual, ctx.args.exponent
+  )
+
+  def init(key: jax.Array) -> SmallLossState:
+    learners = []
+    for i in range(num_networks):
+      # Network 1 starts where CE starts, for paired comparisons.
+      net = network.init(key if i == 0 else jax.random.fold_in(key, i))
+      learners.append(SupervisedState(net, tx.init(net.params)))
+    return SmallLossState(tuple(learners), empty_record(ctx.num_train))
+
+  def step_fn(rule: SelectFn, on_probabilities: bool):
+    def train_step(state: SmallLossState, batch: Batch, info: StepInfo):
+      table = keep_counts(rates, batch.labels.shape[0])
+      fwds = tuple(
+          forward(network, learner, batch, on_probabilities)
+          for learner in state.learners
+      )
+      selection = rule(fwds, batch, info, table)
+      learners, values = zip(*(
+          update(tx, learner, fwd, w)
+          for learner, fwd, w in zip(state.learners, fwds, selection.weights)
+      ))
+      selected = selection.weights[0] > 0
+      record = record_selection(
+          state.record, batch.indices, info.epoch, selection.judged, selected
+      )
+      metrics = {
+          "train_loss": values[0],
+          "train_running_acc": losses.accuracy(fwds[0].logits, batch.labels),
+          "selected": selected,
+          **selection.metrics,
+      }
+      return SmallLossState(tuple(learners), record), metrics
+
+    return train_step
+
+  def predict(state: SmallLossState, images: jax.Array) -> jax.Array:
+    net = state.learners[0].net
+    return network.apply(net.params, net.batch_stats, images, train=False)[0]
+
+  return Method(
+      init=init,
+      train_step=step_fn(select, on_probabilities),
+      predict=predict,
+      phases=tuple(
+          Phase(p.name, p.num_epochs, step_fn(p.select, p.on_probabilities))
+          for p in phases
+      ),
+      report=report,
+  )
+
+
+# ---------------------------------------------------------------------------
+# Hyperparameters shared by the three methods
+# ---------------------------------------------------------------------------
+
+
+def default_args() -> ml_collections.ConfigDict:
+  """The schedule's and the optimizer's defaults (bhanML/Co-teaching main.py)."""
+  return ml_collections.ConfigDict({
+      # tau; None = the true noise rate, as the official default
+      # (main.py L22, L112-115).
+      "forget_rate": config_dict.placeholder(float),
+      # T_k: epochs of the ramp of the forget rate (main.py L24).
+      "num_gradual": 10,
+      # c (main.py L25).
+      "exponent": 1.0,
+      # "sgd": the CDR protocol's SGD (fair comparison); "adam": the
+      # official Adam (main.py L263).
+      "optimizer": "sgd",
+      # Adam's lr (main.py L19) and the epoch its linear decay and beta1 = 0.1
+      # start (main.py L33, L119-126); used only with optimizer="adam".
+      "adam_learning_rate": 1e-3,
+      "adam_decay_start": 80,
+  })
+
+
+def check_args(args: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for hyperparameters outside their range."""
+  if args.forget_rate is not None and not 0.0 <= args.forget_rate < 1.0:
+    raise ValueError(
+        f"method_args forget_rate must be in [0, 1), got {args.forget_rate}."
+    )
+  if args.num_gradual < 0:
+    raise ValueError(
+        f"method_args num_gradual must be >= 0, got {args.num_gradual}."
+    )
+  if args.exponent <= 0:
+    raise ValueError(f"method_args exponent must be > 0, got {args.exponent}.")
+  if args.optimizer not in ("sgd", "adam"):
+    raise ValueError(
+        f"method_args optimizer must be 'sgd' or 'adam', got {args.optimizer!r}."
+    )
