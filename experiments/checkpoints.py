@@ -13,6 +13,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from experiments import errors
 from experiments import run_config
 
 
@@ -64,7 +65,7 @@ def restore(
       step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
   ).config
   if differences := run_config.differences(saved, config):
-    raise ValueError(
+    raise errors.UserError(
         f"{checkpoints.directory} holds a run with another configuration "
         f"({'; '.join(differences)}). Use another workdir, or delete it."
     )

@@ -6,6 +6,8 @@ import os
 
 import ml_collections
 
+from experiments import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
@@ -77,7 +79,7 @@ def load_config(name: str) -> ml_collections.ConfigDict:
         f[:-3] for f in os.listdir(os.path.join(os.path.dirname(__file__), "configs"))
         if f.endswith(".py") and f != "__init__.py"
     )
-    raise ValueError(f"unknown config {name!r}; expected one of {known}.") from None
+    raise errors.UserError(f"unknown config {name!r}; expected one of {known}.") from None
   return module.get_config()
 
 

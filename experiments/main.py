@@ -10,20 +10,20 @@ Example:
 
 Every field of the config file can be overridden with --config.<field>=...
 (see experiments/configs/default.py for the fields and what they mean).
-The workdir receives metrics.jsonl (one line per epoch), summary.json and
-checkpoints/; running the same command again resumes from the last
-checkpoint.
+The workdir receives config.json (the run's configuration), metrics.jsonl
+(one line per epoch), summary.json and checkpoints/; running the same command
+again resumes from the last checkpoint.
 """
 
 import json
 import logging as std_logging
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import cli
 from experiments import train
 from experiments.configs import default
 
@@ -52,13 +52,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietOrbax())
-  config = flags.FLAGS.config
-  logging.info("Config:\n%s", config)
-  try:
-    summary = train.train_and_evaluate(config, _WORKDIR.value)
-  except (ValueError, FileNotFoundError) as e:
-    # Configuration and data problems: the message is the useful part.
-    sys.exit(f"error: {e}")
+  cli.check_output_dir(_WORKDIR.value, "--workdir")
+  summary = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   if summary is None:
     print(f"Stopped early; rerun the same command to resume in {_WORKDIR.value}")
     return
@@ -71,4 +66,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

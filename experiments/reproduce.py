@@ -28,14 +28,15 @@ Presets (--grid, experiments/grid.py), each overridable flag by flag:
 import dataclasses
 import json
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
 from experiments import data
+from experiments import errors
 from experiments import grid as grid_lib
 from experiments import report
 from experiments import run_config
@@ -75,7 +76,7 @@ def _parse(values, kind, flag: str):
   try:
     return tuple(kind(v) for v in values)
   except ValueError:
-    raise ValueError(
+    raise errors.UserError(
         f"--{flag} must be a comma-separated list of {kind.__name__}s, got "
         f"{','.join(values)!r}."
     ) from None
@@ -128,7 +129,7 @@ def is_finished(workdir: str, config) -> bool:
   if summary["epochs"] != config.num_epochs:
     differences.append(f"num_epochs: {summary['epochs']} -> {config.num_epochs}")
   if differences:
-    raise ValueError(
+    raise errors.UserError(
         f"{workdir} holds a finished run with another configuration "
         f"({'; '.join(differences)}); use another --results_dir."
     )
@@ -146,8 +147,8 @@ def plan(grid, milestones, results_dir) -> list[tuple[tuple, object, str]]:
     config = grid_lib.make_config(grid, run, milestones, _config_overrides())
     try:
       run_config.validate(config, num_devices=1)
-    except ValueError as e:
-      raise ValueError(f"run {' '.join(map(str, run))}: {e}") from None
+    except errors.UserError as e:
+      raise errors.UserError(f"run {' '.join(map(str, run))}: {e}") from None
     planned.append((run, config, grid_lib.run_dir(results_dir, *run)))
   return planned
 
@@ -193,15 +194,12 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   results_dir = _RESULTS_DIR.value or os.path.join("runs", _GRID.value)
-  try:
-    grid, milestones = resolve_grid()
-    os.makedirs(results_dir, exist_ok=True)
-    if not _REPORT_ONLY.value:
-      run_grid(grid, milestones, results_dir)
-    text = report.report(grid, milestones, results_dir)
-  except (ValueError, FileNotFoundError) as e:
-    # Configuration and data problems: the message is the useful part.
-    sys.exit(f"error: {e}")
+  cli.check_output_dir(results_dir, "--results_dir")
+  grid, milestones = resolve_grid()
+  os.makedirs(results_dir, exist_ok=True)
+  if not _REPORT_ONLY.value:
+    run_grid(grid, milestones, results_dir)
+  text = report.report(grid, milestones, results_dir)
   print(text)
   print(
       f"Wrote {results_dir}/results.md, test_accuracy.png, memorization.png "
@@ -210,4 +208,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,6 +10,7 @@ from typing import Any
 
 import ml_collections
 
+from experiments import errors
 from experiments import methods
 from experiments import models
 from experiments.data import noise
@@ -58,30 +59,30 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   specs.canonical_name(config.dataset)  # Raises for unknown names.
   methods.args_of(config)
   if config.model not in models.MODELS:
-    raise ValueError(
+    raise errors.UserError(
         f"unknown model {config.model!r}; expected one of {models.MODELS}."
     )
   noise_types = (*noise.NOISE_TYPES, noise.CLEAN)
   if config.noise_type not in noise_types:
-    raise ValueError(
+    raise errors.UserError(
         f"unknown noise_type {config.noise_type!r}; expected one of "
         f"{noise_types}."
     )
   if not 0.0 <= config.noise_rate < 1.0:
-    raise ValueError(f"noise_rate must be in [0, 1), got {config.noise_rate}.")
+    raise errors.UserError(f"noise_rate must be in [0, 1), got {config.noise_rate}.")
   for field in ("batch_size", "eval_batch_size"):
     size = config[field]
     if size < 1 or size % num_devices:
-      raise ValueError(
+      raise errors.UserError(
           f"{field}={size} must be positive and divisible by the number of "
           f"devices ({num_devices})."
       )
   for field in ("num_epochs", "steps_per_call", "checkpoints_to_keep"):
     if config[field] < 1:
-      raise ValueError(f"{field} must be >= 1, got {config[field]}.")
+      raise errors.UserError(f"{field} must be >= 1, got {config[field]}.")
   milestones = list(config.lr_milestones)
   if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
-    raise ValueError(
+    raise errors.UserError(
         "lr_milestones must be increasing 1-based epochs, got "
         f"{config.lr_milestones}."
     )

@@ -49,6 +49,7 @@ import tqdm
 
 from experiments import atomic
 from experiments import checkpoints as ckpt
+from experiments import errors
 from experiments import evaluation
 from experiments import methods
 from experiments import models
@@ -61,7 +62,7 @@ def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
   devices = jax.local_devices()
   if num_devices is not None:
     if not 1 <= num_devices <= len(devices):
-      raise ValueError(
+      raise errors.UserError(
           f"num_devices={num_devices}, but {len(devices)} local devices exist."
       )
     devices = devices[:num_devices]
@@ -168,7 +169,7 @@ def setup(
   data = load_data(config, dataset)
   steps_per_epoch = len(data.train_labels) // config.batch_size
   if steps_per_epoch == 0:
-    raise ValueError(
+    raise errors.UserError(
         f"batch_size={config.batch_size} exceeds the {len(data.train_labels)} "
         "training examples."
     )
@@ -283,6 +284,22 @@ def _epoch_view(exp: Experiment) -> methods.EpochView:
   )
 
 
+def epoch_line(record: dict[str, Any], num_epochs: int) -> str:
+  """One rounded line per epoch, for logs and terminals alike."""
+  parts = [f"epoch {record['epoch']}/{num_epochs}"]
+  if record["phase"] != "train":
+    parts[0] += f" ({record['phase']})"
+  for key, name in (
+      ("train_loss", "loss"), ("train_acc", "train"), ("val_acc", "val"),
+      ("test_acc", "test"), ("memorization", "memorized"),
+      ("critical_fraction", "critical"), ("label_precision", "precision"),
+  ):
+    if record.get(key) is not None:
+      parts.append(f"{name} {record[key]:.4f}")
+  parts.append(f"{record['epoch_time_s']:.1f} s")
+  return ", ".join(parts)
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -302,6 +319,7 @@ def train_and_evaluate(
   """
   exp, state = setup(config, dataset)
   os.makedirs(workdir, exist_ok=True)
+  atomic.write_json(os.path.join(workdir, "config.json"), run_config.as_dict(config))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   with ckpt.manager(workdir, config.checkpoints_to_keep) as checkpoints:
     state, history = ckpt.restore(checkpoints, state, config)
@@ -324,15 +342,7 @@ def train_and_evaluate(
       record.update(evaluate(exp, state))
       record["epoch_time_s"] = time.perf_counter() - start
       history.append(record)
-      logging.info(
-          "epoch %d: loss %.4f, val %.4f, test %.4f, memorized %s, %.1f s",
-          epoch,
-          record["train_loss"],
-          record["val_acc"],
-          record["test_acc"],
-          record["memorization"],
-          record["epoch_time_s"],
-      )
+      print(epoch_line(record, config.num_epochs), flush=True)
       # Metrics first: a kill between the two leaves one extra record, which
       # the resumption drops (the checkpoint's history is the truth).
       atomic.write_jsonl(metrics_path, history)

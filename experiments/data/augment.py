@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 
+from experiments import errors
 from experiments.data.specs import DatasetSpec
 
 
@@ -25,7 +26,7 @@ def normalize(images: jax.Array, spec: DatasetSpec) -> jax.Array:
     ValueError: when the statistics have a different channel count.
   """
   if len(spec.mean) > 1 and images.shape[-1] != len(spec.mean):
-    raise ValueError(
+    raise errors.UserError(
         f"{spec.name} statistics have {len(spec.mean)} channels, images have"
         f" shape {images.shape}."
     )
@@ -53,7 +54,7 @@ def random_crop_flip(
     Augmented batch with the shape and dtype of ``images``.
   """
   if pad < 0:
-    raise ValueError(f"pad must be non-negative, got {pad}.")
+    raise errors.UserError(f"pad must be non-negative, got {pad}.")
   batch, height, width, channels = images.shape
   crop_rng, flip_rng = jax.random.split(rng)
   padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))

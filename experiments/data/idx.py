@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from experiments import errors
 from experiments.data.dataset import Split
 
 # Where `apt-get install dataset-fashion-mnist` puts the IDX files.
@@ -27,7 +28,7 @@ def _read_bytes(path: str) -> bytes:
     with gzip.open(path, "rb") as f:
       return f.read()
   except (EOFError, OSError) as err:  # Truncated or not gzip at all.
-    raise ValueError(f"{path}: corrupt gzip file ({err}).") from err
+    raise errors.UserError(f"{path}: corrupt gzip file ({err}).") from err
 
 
 def read_idx(path: str, expected_magic: int) -> np.ndarray:
@@ -51,22 +52,22 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
   """
   data = _read_bytes(path)
   if len(data) < 4:
-    raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes).")
+    raise errors.UserError(f"{path}: truncated IDX header ({len(data)} bytes).")
   magic = int.from_bytes(data[:4], "big")
   if magic != expected_magic:
-    raise ValueError(
+    raise errors.UserError(
         f"{path}: bad IDX magic number {magic}, expected {expected_magic};"
         " not an MNIST-format file of this kind, or corrupt."
     )
   ndim = expected_magic & 0xFF
   header_size = 4 * (1 + ndim)
   if len(data) < header_size:
-    raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes).")
+    raise errors.UserError(f"{path}: truncated IDX header ({len(data)} bytes).")
   shape = tuple(np.frombuffer(data, ">u4", count=ndim, offset=4).tolist())
   expected_size = header_size + int(np.prod(shape))
   if len(data) != expected_size:
     problem = "truncated" if len(data) < expected_size else "has trailing data"
-    raise ValueError(
+    raise errors.UserError(
         f"{path}: IDX file {problem}: header says shape {shape}"
         f" ({expected_size} bytes), file has {len(data)} bytes."
     )
@@ -79,7 +80,7 @@ def _find_idx_file(data_dir: str, stem: str) -> str:
     if os.path.isfile(path):
       return path
   stems = ", ".join(s for pair in IDX_FILES.values() for s in pair)
-  raise FileNotFoundError(
+  raise errors.MissingDataError(
       f"no {stem} or {stem}.gz in {data_dir}. Put the four MNIST-format IDX"
       f" files there ({stems}, gzipped or not). For Fashion-MNIST,"
       " `apt-get install dataset-fashion-mnist` installs them in"
@@ -94,7 +95,7 @@ def load_split(data_dir: str, split: str) -> Split:
   images = read_idx(images_path, _IDX_IMAGES_MAGIC)
   labels = read_idx(labels_path, _IDX_LABELS_MAGIC)
   if images.shape[0] != labels.shape[0]:
-    raise ValueError(
+    raise errors.UserError(
         f"{images_path} has {images.shape[0]} images but {labels_path} has"
         f" {labels.shape[0]} labels."
     )

@@ -7,6 +7,7 @@ References:
 
 import numpy as np
 
+from experiments import errors
 from experiments.data import label_sampling
 
 # Spread of the per-sample flip rate (Xia et al.).
@@ -104,7 +105,7 @@ def instance_noise(
   labels = label_sampling.check_labels(labels, num_classes)
   features = np.asarray(features)
   if features.ndim < 1 or features.shape[0] != labels.shape[0]:
-    raise ValueError(
+    raise errors.UserError(
         f"features must have one row per label: got {features.shape[:1]}"
         f" rows for {labels.shape[0]} labels."
     )

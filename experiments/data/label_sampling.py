@@ -4,6 +4,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from experiments import errors
+
 
 class NoisyLabels(NamedTuple):
   """Noisy labels together with what is needed to analyse them.
@@ -25,25 +27,25 @@ def check_num_classes(num_classes: int) -> None:
   if isinstance(num_classes, bool) or not isinstance(
       num_classes, (int, np.integer)
   ):
-    raise ValueError(f"num_classes must be an int, got {num_classes!r}.")
+    raise errors.UserError(f"num_classes must be an int, got {num_classes!r}.")
   if num_classes < 2:
-    raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+    raise errors.UserError(f"num_classes must be at least 2, got {num_classes}.")
 
 
 def check_rate(rate: float) -> None:
   if not 0.0 <= rate < 1.0:  # Also rejects NaN.
-    raise ValueError(f"noise rate must be in [0, 1), got {rate!r}.")
+    raise errors.UserError(f"noise rate must be in [0, 1), got {rate!r}.")
 
 
 def check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
   """Returns ``labels`` as int32 after checking shape, dtype and range."""
   labels = np.asarray(labels)
   if labels.ndim != 1:
-    raise ValueError(f"labels must be 1-D, got shape {labels.shape}.")
+    raise errors.UserError(f"labels must be 1-D, got shape {labels.shape}.")
   if not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"labels must be integers, got dtype {labels.dtype}.")
+    raise errors.UserError(f"labels must be integers, got dtype {labels.dtype}.")
   if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-    raise ValueError(
+    raise errors.UserError(
         f"labels must lie in [0, {num_classes}) for num_classes={num_classes},"
         f" got values in [{labels.min()}, {labels.max()}]."
     )

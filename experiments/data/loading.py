@@ -15,6 +15,7 @@ TensorFlow. Three sources give the same ``Dataset``:
 
 import os
 
+from experiments import errors
 from experiments.data import idx
 from experiments.data import npy
 from experiments.data import specs
@@ -42,9 +43,9 @@ def _resolve_source(
   then the Debian Fashion-MNIST files, then tfds.
   """
   if source not in SOURCES:
-    raise ValueError(f"unknown source {source!r}; valid sources: {SOURCES}.")
+    raise errors.UserError(f"unknown source {source!r}; valid sources: {SOURCES}.")
   if data_dir is not None and not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"data_dir {data_dir} is not a directory.")
+    raise errors.MissingDataError(f"data_dir {data_dir} is not a directory.")
   if source != "auto":
     if source == "idx" and data_dir is None and name == "fashion_mnist":
       return source, idx.DEBIAN_FASHION_MNIST_DIR
@@ -66,7 +67,7 @@ def _check_labels_in_range(split: Split, num_classes: int, what: str) -> None:
   if split.labels.size and (
       split.labels.min() < 0 or split.labels.max() >= num_classes
   ):
-    raise ValueError(
+    raise errors.UserError(
         f"{what} labels lie in [{split.labels.min()}, {split.labels.max()}],"
         f" outside [0, {num_classes})."
     )
@@ -111,14 +112,14 @@ def load_dataset(
   name = specs.canonical_name(name)
   source, data_dir = _resolve_source(name, source, data_dir)
   if source != "tfds" and (label_field is not None or image_size is not None):
-    raise ValueError(
+    raise errors.UserError(
         f"label_field and image_size apply to source='tfds', not {source!r}."
     )
   if source == "tfds":
     dataset = tfds_source.load(name, data_dir, label_field, image_size)
   else:
     if data_dir is None:
-      raise ValueError(
+      raise errors.UserError(
           f"source={source!r} needs data_dir, the files' directory."
       )
     load_split = idx.load_split if source == "idx" else npy.load_split

@@ -26,6 +26,7 @@ References:
 
 import numpy as np
 
+from experiments import errors
 from experiments.data import instance_noise as instance
 from experiments.data import label_sampling
 from experiments.data.label_sampling import NoisyLabels
@@ -53,13 +54,13 @@ ASYMMETRIC_MAPS: dict[str, tuple[int, dict[int, int]]] = {
 def _check_dataset_map(dataset: str | None, num_classes: int) -> dict[int, int]:
   """Returns the asymmetric map of ``dataset`` after checking it fits."""
   if dataset not in ASYMMETRIC_MAPS:
-    raise ValueError(
+    raise errors.UserError(
         f"asymmetric noise has no class map for dataset {dataset!r}; maps"
         f" exist for {sorted(ASYMMETRIC_MAPS)}."
     )
   map_classes, mapping = ASYMMETRIC_MAPS[dataset]
   if num_classes != map_classes:
-    raise ValueError(
+    raise errors.UserError(
         f"the asymmetric map of {dataset!r} is defined for {map_classes}"
         f" classes, got num_classes={num_classes}."
     )
@@ -104,7 +105,7 @@ def transition_matrix(
       matrix[clean, noisy] = rate
     return matrix
   if noise_type == "instance":
-    raise ValueError(
+    raise errors.UserError(
         "instance noise has one transition row per sample, not a class-level"
         " transition matrix."
     )
@@ -218,7 +219,7 @@ def add_noise(
   """
   if noise_type == CLEAN:
     if rate != 0:
-      raise ValueError(f"noise type 'none' needs rate 0, got {rate!r}.")
+      raise errors.UserError(f"noise type 'none' needs rate 0, got {rate!r}.")
     transition = transition_matrix(CLEAN, 0.0, num_classes)
     return _from_transition(labels, transition, num_classes, seed)
   if noise_type == "symmetric":
@@ -227,11 +228,11 @@ def add_noise(
     return pairflip_noise(labels, rate, num_classes, seed)
   if noise_type == "asymmetric":
     if dataset is None:
-      raise ValueError("asymmetric noise needs the dataset name (dataset=...).")
+      raise errors.UserError("asymmetric noise needs the dataset name (dataset=...).")
     return asymmetric_noise(labels, rate, num_classes, dataset, seed)
   if noise_type == "instance":
     if features is None:
-      raise ValueError("instance noise needs the images (features=...).")
+      raise errors.UserError("instance noise needs the images (features=...).")
     return instance.instance_noise(features, labels, rate, num_classes, seed)
   raise _unknown_noise_type(noise_type)
 

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from experiments import errors
 from experiments.data import noise
 from experiments.data.dataset import Dataset
 
@@ -74,13 +75,13 @@ def split_indices(
     ``round(val_fraction * num_examples)`` validation indices.
   """
   if not 0.0 < val_fraction < 1.0:
-    raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
+    raise errors.UserError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
   permutation = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(
       num_examples
   )
   num_val = int(round(val_fraction * num_examples))
   if not 0 < num_val < num_examples:
-    raise ValueError(
+    raise errors.UserError(
         f"val_fraction={val_fraction} of {num_examples} examples leaves"
         f" {num_val} for validation; both splits must be non-empty."
     )
@@ -184,7 +185,7 @@ def balanced_subset(
     Sorted indices into ``labels``.
   """
   if not num_classes <= size <= len(labels):
-    raise ValueError(
+    raise errors.UserError(
         f"num_train_examples must be in [{num_classes}, {len(labels)}], got"
         f" {size}."
     )
@@ -193,7 +194,7 @@ def balanced_subset(
   base = size // num_classes
   short = [c for c in range(num_classes) if len(members[c]) < base]
   if short:
-    raise ValueError(
+    raise errors.UserError(
         f"class {short[0]} has {len(members[short[0]])} training examples,"
         f" fewer than the {base} a balanced subset of {size} needs."
     )
@@ -201,7 +202,7 @@ def balanced_subset(
   roomy = [c for c in range(num_classes) if len(members[c]) > base]
   extra = set(rng.permutation(roomy)[: size % num_classes].tolist())
   if len(extra) < size % num_classes:
-    raise ValueError(
+    raise errors.UserError(
         f"only {len(roomy)} classes have more than {base} examples; a"
         f" balanced subset of {size} needs {size % num_classes}."
     )

@@ -9,6 +9,8 @@ the training step never looks a dataset up by name.
 
 from typing import NamedTuple
 
+from experiments import errors
+
 
 class DatasetSpec(NamedTuple):
   """Static facts about one dataset.
@@ -69,7 +71,7 @@ def canonical_name(name: str) -> str:
   key = name.lower().replace("-", "_")
   key = _ALIASES.get(key, key)
   if key not in SPECS:
-    raise ValueError(
+    raise errors.UserError(
         f"unknown dataset {name!r}; known datasets: {sorted(SPECS)}."
     )
   return key

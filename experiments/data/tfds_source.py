@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments import errors
 from experiments.data.dataset import Dataset
 from experiments.data.dataset import Split
 from experiments.data.specs import get_spec
@@ -52,7 +53,7 @@ def _tfds_split(source: Any, label_field: str, image_size: int | None) -> Split:
     labels[i] = example[label_field]
     clean_labels[i] = example["label"]
   if images is None:
-    raise ValueError(f"tfds data source {source!r} is empty.")
+    raise errors.UserError(f"tfds data source {source!r} is empty.")
   if label_field == "label":
     return Split(images, labels)
   return Split(images, labels, clean_labels)
@@ -73,9 +74,10 @@ def load(
     train_source, test_source = tfds.data_source(
         name, split=[train_split, test_split], data_dir=data_dir, download=False
     )
-  except NotImplementedError as err:
-    # tfds reports a missing dataset as an unsupported (tfrecord) format.
-    raise FileNotFoundError(
+  except (NotImplementedError, KeyError) as err:
+    # tfds reports a missing dataset as an unsupported (tfrecord) format, or
+    # (since 4.9.x) as a KeyError on its empty split table.
+    raise errors.MissingDataError(
         f"tfds dataset {name!r} is not prepared as ArrayRecord in"
         f" {data_dir or '~/tensorflow_datasets'}. Prepare it with"
         f" `tfds build {name} --file_format=array_record"
@@ -90,7 +92,7 @@ def load(
       k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)
   )
   if field not in label_fields:
-    raise ValueError(
+    raise errors.UserError(
         f"{name} has no label field {field!r}; its label fields are"
         f" {label_fields}."
     )

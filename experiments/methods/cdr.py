@@ -31,6 +31,8 @@ from ml_collections import config_dict
 import optax
 
 import optax_cdr
+
+from experiments import errors
 from experiments.methods import supervised
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -56,9 +58,9 @@ def default_args_paper() -> ml_collections.ConfigDict:
 def check_args(args: ml_collections.ConfigDict) -> None:
   """Raises ValueError for hyperparameters outside their range."""
   if args.tau is not None and not 0.0 <= args.tau <= 1.0:
-    raise ValueError(f"method_args tau must be in [0, 1], got {args.tau}.")
+    raise errors.UserError(f"method_args tau must be in [0, 1], got {args.tau}.")
   if args.get("lam", 0.0) < 0:
-    raise ValueError(f"method_args lam must be >= 0, got {args.lam}.")
+    raise errors.UserError(f"method_args lam must be >= 0, got {args.lam}.")
 
 
 def tau(ctx: Context) -> float:

@@ -78,16 +78,20 @@ def test_cli_overrides_and_idx_data(tmp_path):
   assert [r["learning_rate"] for r in history] == pytest.approx([1e-2, 1e-3])
   assert history[0]["critical_fraction"] == pytest.approx(0.5, abs=1e-3)
   assert "summary.json" in result.stdout
+  # The config goes to the workdir; the log has one rounded line per epoch.
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["method"] == "cdr_paper"
+  assert "epoch 2/2, loss " in result.stdout and "critical 0.5" in result.stdout
 
 
 def test_cli_errors_reach_the_user(tmp_path):
   result = _run_main(
       "--config=experiments/configs/mnist_lenet.py",
       f"--workdir={tmp_path}",
-      "--config.method=coteaching",
+      "--config.method=no_such_method",
   )
   assert result.returncode != 0
-  assert "error: unknown method 'coteaching'" in result.stderr
+  assert "error: unknown method 'no_such_method'" in result.stderr
   result = _run_main(
       "--config=experiments/configs/mnist_lenet.py",
       f"--workdir={tmp_path}",
@@ -140,3 +144,69 @@ def test_scaled_milestones_keep_the_reference_schedule_at_30_epochs():
   assert grid.scaled_milestones((10, 20), 24) == (8, 16)
   assert grid.scaled_milestones((40, 80), 300) == (100, 200)
   assert grid.scaled_milestones((), 10) == ()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.nosie_rate=0.3"],
+         "error: unknown config field 'nosie_rate' Did you mean \"noise_rate\""),
+        (["--config.noise_rate=abc"], "error: flag --config.noise_rate=abc"),
+        (["--config.method=nope"], "error: unknown method 'nope'; expected one of"),
+        (["--config.method_args.cdr_ref.tau=2.0"],
+         r"error: method_args tau must be in [0, 1], got 2.0."),
+    ],
+)
+def test_main_reports_mistakes_in_one_line(tmp_path, args, message):
+  result = _run_main(
+      "--config=experiments/configs/mnist_lenet.py", f"--workdir={tmp_path}", *args
+  )
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[0].startswith(message), result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_output_dirs_are_checked_before_anything_runs(tmp_path):
+  from experiments import cli
+  from experiments import errors
+
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  with pytest.raises(errors.UserError, match="is a file, not a directory"):
+    cli.check_output_dir(str(afile), "--workdir")
+  with pytest.raises(errors.UserError, match="lies below .*afile, which is a file"):
+    cli.check_output_dir(str(afile / "sub" / "dir"), "--workdir")
+  readonly = tmp_path / "ro"
+  readonly.mkdir()
+  readonly.chmod(0o500)
+  try:
+    if not os.access(readonly, os.W_OK):  # root may write anyway.
+      with pytest.raises(errors.UserError, match="is not writable"):
+        cli.check_output_dir(str(readonly / "new"), "--results_dir")
+  finally:
+    readonly.chmod(0o700)
+  cli.check_output_dir(str(tmp_path / "new" / "deeper"), "--workdir")  # Fine.
+  # The command line says so in one line, before loading any data.
+  result = _run_main(
+      "--config=experiments/configs/mnist_lenet.py", f"--workdir={afile}"
+  )
+  assert result.stderr.strip() == f"error: --workdir {afile} is a file, not a directory."
+
+
+def test_reproduce_checks_every_run_before_training_the_first(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--grid=main",
+       "--noise_types=symmetric,gaussian", f"--results_dir={tmp_path}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert result.returncode != 0
+  assert "unknown noise_type 'gaussian'" in result.stderr
+  assert not (tmp_path / "runs").exists()  # Nothing was trained.
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--noise_rates=abc",
+       f"--results_dir={tmp_path}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert result.stderr.strip() == (
+      "error: --noise_rates must be a comma-separated list of floats, got 'abc'."
+  )

@@ -150,7 +150,7 @@ def test_summary_reports_test_accuracy_at_first_best_validation_epoch():
     [
         ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
         ({"model": "vgg"}, "unknown model 'vgg'"),
-        ({"method": "coteaching"}, "unknown method 'coteaching'"),
+        ({"method": "no_such_method"}, "unknown method 'no_such_method'"),
         ({"noise_type": "gaussian"}, "unknown noise_type 'gaussian'"),
         ({"noise_rate": 1.0}, r"noise_rate must be in \[0, 1\)"),
         ({"noise_rate": -0.1}, r"noise_rate must be in \[0, 1\)"),
