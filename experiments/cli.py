@@ -1,5 +1,6 @@
 """What the command lines share: flag parsing and user errors as one line."""
 
+import errno
 import os
 import sys
 from typing import Callable
@@ -25,14 +26,26 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"error: unknown config field {message}")
 
 
+# Filesystem failures a user fixes (a full disk, a read-only or forbidden
+# directory): one line too. Writes are atomic, so nothing is left half-written
+# and the same command resumes once there is room.
+_FILESYSTEM_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-  """`app.run(main)`, with every `errors.UserError` reported as one line."""
+  """`app.run(main)`, with user errors reported as one line."""
 
   def guarded(argv):
     try:
       main(argv)
     except errors.UserError as e:
       sys.exit(f"error: {e}")
+    except OSError as e:
+      if e.errno not in _FILESYSTEM_ERRNOS:
+        raise
+      sys.exit(f"error: {e}; rerun the same command to resume once fixed.")
 
   app.run(guarded, flags_parser=_parse_flags)
 

@@ -9,6 +9,7 @@
 * summaries.json: every finished run's summary.
 """
 
+import io
 import json
 import os
 import statistics
@@ -153,8 +154,10 @@ def plot_curves(grid, runs, metric, ylabel, path) -> None:
     ax.axis("off")
   axes.flat[0].legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)
+  atomic.write_atomic(path, buffer.getvalue())
 
 
 def report(grid, milestones, results_dir) -> str:

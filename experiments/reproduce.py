@@ -176,7 +176,7 @@ def run_grid(grid, milestones, results_dir) -> None:
     )
     print(
         f"[{i}/{len(todo)}] {' '.join(map(str, run))}: "
-        f"{config.num_epochs} epochs, {schedule}",
+        f"{config.num_epochs} epoch{'s' * (config.num_epochs != 1)}, {schedule}",
         flush=True,
     )
     start = time.perf_counter()

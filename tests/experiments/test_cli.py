@@ -3,8 +3,10 @@
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -210,3 +212,69 @@ def test_reproduce_checks_every_run_before_training_the_first(tmp_path):
   assert result.stderr.strip() == (
       "error: --noise_rates must be a comma-separated list of floats, got 'abc'."
   )
+
+
+def _strip_times(value):
+  """Summaries and metrics without wall-clock fields."""
+  if isinstance(value, dict):
+    return {
+        k: _strip_times(v) for k, v in value.items()
+        if not (k.endswith("time_s") or k.startswith("seconds_per_epoch"))
+    }
+  if isinstance(value, list):
+    return [_strip_times(v) for v in value]
+  return value
+
+
+def _grid_outputs(results):
+  """Everything a grid wrote, minus wall-clock times; every file parses whole."""
+  out = {"summaries": _strip_times(json.loads((results / "summaries.json").read_text()))}
+  tables = (results / "results.md").read_text()
+  out["tables"] = tables[: tables.index("## Cost")]
+  for path in sorted(results.glob("runs/**/metrics.jsonl")):
+    lines = path.read_text().splitlines()
+    out[str(path.relative_to(results))] = _strip_times([json.loads(l) for l in lines])
+  for path in sorted(results.glob("runs/**/summary.json")):
+    out[str(path.relative_to(results))] = _strip_times(json.loads(path.read_text()))
+  return out
+
+
+@pytest.mark.slow
+def test_grid_killed_at_random_moments_resumes_to_the_same_result(tmp_path):
+  """SIGKILL during epochs, checkpoint saves or the report; rerun; same tables."""
+  data_dir = str(tmp_path / "idx")
+  write_idx_dataset(data_dir, tiny_dataset())
+
+  def command(results):
+    return [
+        sys.executable, "-m", "experiments.reproduce", "--grid=main",
+        "--configs=mnist_lenet", "--data_source=idx", f"--data_dir={data_dir}",
+        "--noise_types=symmetric", "--noise_rates=0.2", "--methods=ce,cdr_ref",
+        "--seeds=0", "--num_epochs=3", f"--results_dir={results}",
+        "--nolog_progress",
+    ]
+
+  start = time.perf_counter()
+  reference = subprocess.run(
+      command(tmp_path / "reference"), cwd=REPO, capture_output=True, text=True,
+      timeout=600,
+  )
+  assert reference.returncode == 0, reference.stderr[-3000:]
+  duration = time.perf_counter() - start
+  killed = tmp_path / "killed"
+  rng = np.random.default_rng(0)
+  for moment in sorted(rng.uniform(0.3, 1.0, 4) * duration):
+    process = subprocess.Popen(
+        command(killed), cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+      process.wait(timeout=moment)
+    except subprocess.TimeoutExpired:
+      process.send_signal(signal.SIGKILL)
+      process.wait()
+  final = subprocess.run(
+      command(killed), cwd=REPO, capture_output=True, text=True, timeout=600
+  )
+  assert final.returncode == 0, final.stderr[-3000:]
+  assert _grid_outputs(killed) == _grid_outputs(tmp_path / "reference")
