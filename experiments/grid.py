@@ -1,5 +1,6 @@
 """Grids of runs: presets, the configuration of each run, and where it lives."""
 
+import ast
 import dataclasses
 import importlib
 import os
@@ -35,6 +36,12 @@ PRESETS = {
     "memorize_table": Grid(
         ("fashion_mnist_mlp_memorize",), _ALL_NOISE, (0.2, 0.4), _CE_CDR,
         (0, 1, 2), 50,
+    ),
+    # Table 2 of the paper: the best split constant vs the noise rate. One
+    # seed; the located constant is the tau of best noisy-validation accuracy.
+    "tau_sweep": Grid(
+        ("fashion_mnist_mlp_memorize",), _ALL_NOISE, (0.2, 0.4),
+        tuple(f"cdr_ref:tau={t / 10}" for t in range(1, 8)), (0,), 50,
     ),
     # LeNet-5 on the whole training set, 8 epochs: a regime where nothing
     # memorizes (32 runs x 8 epochs ~ 1 hour on 2 cores).
@@ -95,6 +102,28 @@ def runs(grid: Grid) -> list[tuple]:
   ]
 
 
+def parse_method(spec: str) -> tuple[str, dict]:
+  """``"cdr_ref"`` or ``"cdr_ref:tau=0.3:..."`` -> (name, argument overrides).
+
+  A grid's methods may fix some of a method's arguments, e.g. the split
+  constants of the paper's Table 2: ``--methods=cdr_ref:tau=0.1,cdr_ref:tau=0.2``.
+  Values are Python literals (numbers, None, strings in quotes).
+  """
+  name, *pairs = spec.split(":")
+  args = {}
+  for pair in pairs:
+    field, sep, text = pair.partition("=")
+    if not sep:
+      raise errors.UserError(f"method {spec!r}: expected field=value, got {pair!r}.")
+    try:
+      args[field] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      raise errors.UserError(
+          f"method {spec!r}: {text!r} is not a number or a quoted string."
+      ) from None
+  return name, args
+
+
 def make_config(
     grid: Grid, run: tuple, milestones, overrides: dict
 ) -> ml_collections.ConfigDict:
@@ -102,7 +131,8 @@ def make_config(
 
   Args:
     grid: the grid.
-    run: (config name, noise type, noise rate, method, seed).
+    run: (config name, noise type, noise rate, method spec, seed); see
+      `parse_method`.
     milestones: explicit 1-based milestones, or None to scale the config's.
     overrides: further config fields (data_source, data_dir, ...).
   """
@@ -110,7 +140,19 @@ def make_config(
   config = load_config(config_name)
   config.noise_type = noise_type
   config.noise_rate = rate
-  config.method = method
+  config.method, args = parse_method(method)
+  if config.method not in config.method_args:
+    raise errors.UserError(
+        f"unknown method {config.method!r}; expected one of "
+        f"{tuple(config.method_args)}."
+    )
+  for field, value in args.items():
+    if field not in config.method_args[config.method]:
+      raise errors.UserError(
+          f"method {config.method!r} has no argument {field!r}; its arguments: "
+          f"{sorted(config.method_args[config.method])}."
+      )
+    config.method_args[config.method][field] = value
   config.seed = seed
   config.num_epochs = grid.num_epochs
   config.lr_milestones = lr_milestones(config, grid.num_epochs, milestones)
@@ -125,7 +167,7 @@ def run_dir(results_dir, config_name, noise_type, rate, method, seed) -> str:
       "runs",
       config_name,
       f"{noise_type}_{round(100 * rate)}",
-      method,
+      method.replace(":", "_"),
       f"seed{seed}",
   )
 

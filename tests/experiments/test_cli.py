@@ -278,3 +278,27 @@ def test_grid_killed_at_random_moments_resumes_to_the_same_result(tmp_path):
   )
   assert final.returncode == 0, final.stderr[-3000:]
   assert _grid_outputs(killed) == _grid_outputs(tmp_path / "reference")
+
+
+def test_grid_methods_may_fix_arguments():
+  assert grid.parse_method("cdr_ref") == ("cdr_ref", {})
+  assert grid.parse_method("cdr_ref:tau=0.3") == ("cdr_ref", {"tau": 0.3})
+  g = grid.PRESETS["tau_sweep"]
+  assert [grid.parse_method(m)[1]["tau"] for m in g.methods] == pytest.approx(
+      [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+  )
+  config = grid.make_config(
+      g, ("fashion_mnist_mlp_memorize", "symmetric", 0.4, "cdr_ref:tau=0.3", 0),
+      None, {},
+  )
+  assert config.method == "cdr_ref" and config.method_args.cdr_ref.tau == 0.3
+  assert "cdr_ref_tau=0.3" in grid.run_dir("r", "c", "symmetric", 0.4, "cdr_ref:tau=0.3", 0)
+  from experiments import errors
+  for spec, message in [
+      ("cdr_ref:tua=0.3", "has no argument 'tua'"),
+      ("cdr_ref:tau", "expected field=value"),
+      ("cdr_ref:tau=abc", "is not a number"),
+      ("nope:tau=0.1", "unknown method 'nope'"),
+  ]:
+    with pytest.raises(errors.UserError, match=message):
+      grid.make_config(g, ("fashion_mnist_mlp_memorize", "symmetric", 0.4, spec, 0), None, {})
