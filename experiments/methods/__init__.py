@@ -10,11 +10,19 @@ from typing import Callable, NamedTuple
 
 import ml_collections
 
+from experiments import errors
 from experiments.methods import apl
 from experiments.methods import cdr
 from experiments.methods import ce
+from experiments.methods import coteaching
+from experiments.methods import coteaching_plus
 from experiments.methods import dmi
+from experiments.methods import forward
 from experiments.methods import gce
+from experiments.methods import joint
+from experiments.methods import mentornet
+from experiments.methods import s2e
+from experiments.methods import t_revision
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
 from experiments.methods.base import EpochView
@@ -36,9 +44,6 @@ class Entry(NamedTuple):
 
 
 REGISTRY: dict[str, Entry] = {
-    "gce": Entry(gce.DESCRIPTION, gce.default_args, gce.make, gce.check_args),
-    "apl": Entry(apl.DESCRIPTION, apl.default_args, apl.make, apl.check_args),
-    "dmi": Entry(dmi.DESCRIPTION, dmi.default_args, dmi.make, dmi.check_args),
     "ce": Entry(ce.DESCRIPTION, ce.default_args, ce.make),
     "cdr_ref": Entry(
         cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref, cdr.check_args
@@ -47,6 +52,33 @@ REGISTRY: dict[str, Entry] = {
         cdr.DESCRIPTION_PAPER, cdr.default_args_paper, cdr.make_paper,
         cdr.check_args,
     ),
+    "mentornet": Entry(
+        mentornet.DESCRIPTION, mentornet.default_args, mentornet.make,
+        mentornet.check_args,
+    ),
+    "coteaching": Entry(
+        coteaching.DESCRIPTION, coteaching.default_args, coteaching.make,
+        coteaching.check_args,
+    ),
+    "coteaching_plus": Entry(
+        coteaching_plus.DESCRIPTION, coteaching_plus.default_args,
+        coteaching_plus.make, coteaching_plus.check_args,
+    ),
+    "gce": Entry(gce.DESCRIPTION, gce.default_args, gce.make, gce.check_args),
+    "apl": Entry(apl.DESCRIPTION, apl.default_args, apl.make, apl.check_args),
+    "dmi": Entry(dmi.DESCRIPTION, dmi.default_args, dmi.make, dmi.check_args),
+    "forward": Entry(
+        forward.DESCRIPTION, forward.default_args, forward.make,
+        forward.check_args,
+    ),
+    "t_revision": Entry(
+        t_revision.DESCRIPTION, t_revision.default_args, t_revision.make,
+        t_revision.check_args,
+    ),
+    "joint": Entry(
+        joint.DESCRIPTION, joint.default_args, joint.make, joint.check_args
+    ),
+    "s2e": Entry(s2e.DESCRIPTION, s2e.default_args, s2e.make, s2e.check_args),
 }
 
 
@@ -55,7 +87,7 @@ def get(name: str) -> Entry:
   try:
     return REGISTRY[name]
   except KeyError:
-    raise ValueError(
+    raise errors.UserError(
         f"unknown method {name!r}; expected one of {tuple(REGISTRY)}."
     ) from None
 

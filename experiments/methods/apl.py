@@ -41,6 +41,7 @@ import ml_collections
 from ml_collections import config_dict
 import optax
 
+from experiments import errors
 from experiments.data import specs
 from experiments.methods import supervised
 from experiments.methods.base import Context
@@ -84,19 +85,22 @@ def check_args(args: ml_collections.ConfigDict) -> None:
   """Raises ValueError for hyperparameters outside their range."""
   for name in ("alpha", "beta"):
     if args[name] is not None and args[name] < 0:
-      raise ValueError(f"method_args {name} must be >= 0, got {args[name]}.")
+      raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
   if args.max_grad_norm is not None and args.max_grad_norm <= 0:
-    raise ValueError(
+    raise errors.UserError(
         f"method_args max_grad_norm must be > 0 or None, got "
         f"{args.max_grad_norm}."
     )
 
 
-def alpha_beta(args: ml_collections.ConfigDict, dataset: str) -> tuple[float, float]:
-  """The configured alpha and beta, each defaulting to the dataset's official."""
+def alpha_beta(
+    args: ml_collections.ConfigDict, dataset: str
+) -> tuple[float, float]:
+  """The configured alpha and beta; each unset one is the dataset's official."""
   name = specs.canonical_name(dataset)
-  if (args.alpha is None or args.beta is None) and name not in OFFICIAL_ALPHA_BETA:
-    raise ValueError(
+  unset = args.alpha is None or args.beta is None
+  if unset and name not in OFFICIAL_ALPHA_BETA:
+    raise errors.UserError(
         f"APL has no official alpha/beta for dataset {name!r} (known: "
         f"{sorted(OFFICIAL_ALPHA_BETA)}); set method_args.apl.alpha and "
         "method_args.apl.beta."

@@ -3,8 +3,9 @@
 Both networks see the same batch; each keeps its int(R(t) B) smallest-loss
 examples, and its *peer* is updated on them (bhanML/Co-teaching loss.py
 L8-29: network 1 learns from network 2's selection and vice versa). Both
-forward passes and both updates are one compiled step; network 1 is
-evaluated, as the official code reports it (main.py L215-241: ``acc1``).
+forward passes and both updates are one compiled step. Network 1 is
+evaluated: the official code reports both networks, network 1's accuracy
+first (main.py L215-241, L299).
 
 ``selected`` (and label precision) is network 1's training set, i.e.
 network 2's small-loss selection; ``noisy_ids`` are the examples that

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import errors
 from experiments.data import specs
 from experiments.methods import coteaching
 from experiments.methods import small_loss
@@ -84,7 +85,7 @@ def default_args() -> ml_collections.ConfigDict:
 def check_args(args: ml_collections.ConfigDict) -> None:
   small_loss.check_args(args)
   if args.init_epoch is not None and args.init_epoch < 0:
-    raise ValueError(
+    raise errors.UserError(
         f"method_args init_epoch must be >= 0, got {args.init_epoch}."
     )
 
@@ -95,7 +96,7 @@ def init_epoch(ctx: Context) -> int:
     return ctx.args.init_epoch
   dataset = specs.canonical_name(ctx.config.dataset)
   if dataset not in INIT_EPOCH:
-    raise ValueError(
+    raise errors.UserError(
         f"coteaching_plus has no init_epoch for {dataset!r}; set "
         "--config.method_args.coteaching_plus.init_epoch."
     )

@@ -56,6 +56,7 @@ import ml_collections
 from ml_collections import config_dict
 import optax
 
+from experiments import errors
 from experiments.methods import losses
 from experiments.methods import supervised
 from experiments.methods.base import Batch
@@ -93,16 +94,18 @@ def default_args() -> ml_collections.ConfigDict:
 def check_args(args: ml_collections.ConfigDict) -> None:
   """Raises ValueError for hyperparameters outside their range."""
   if args.ce_epochs is not None and args.ce_epochs < 0:
-    raise ValueError(f"method_args ce_epochs must be >= 0, got {args.ce_epochs}.")
+    raise errors.UserError(
+        f"method_args ce_epochs must be >= 0, got {args.ce_epochs}."
+    )
   for name in ("learning_rate", "momentum", "weight_decay"):
     if args[name] < 0:
-      raise ValueError(f"method_args {name} must be >= 0, got {args[name]}.")
+      raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
 
 
 def check_batch_size(batch_size: int, num_classes: int) -> None:
   """Raises ValueError when det(U) is identically 0 (batch < classes)."""
   if batch_size < num_classes:
-    raise ValueError(
+    raise errors.UserError(
         f"DMI needs batch_size >= num_classes: with batch_size={batch_size} "
         f"< {num_classes} classes, U = onehot(y)^T softmax has rank <= "
         f"{batch_size}, its determinant is always 0 and L_DMI has no "

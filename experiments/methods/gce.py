@@ -12,8 +12,9 @@ start) is re-set every ``prune_every`` epochs from ``prune_start_epoch`` on
 to 1 if L_q(p_i, y_i) < L_q(k) (i.e. p_y > k) and 0 otherwise: examples the
 model finds too unlikely stop contributing. The step reports the kept
 examples as ``selected`` (the loop logs their fraction and label precision)
-and ``report`` lists the ids of the pruned ones. There is no official code;
-the schedule follows the re-implementation AlanChou/Truncated-Loss.
+and ``report`` lists the ids of the examples pruned in the last epoch.
+There is no official code; the schedule follows the re-implementation
+AlanChou/Truncated-Loss.
 
 Deviations:
 * The optimizer is the protocol's SGD (lr 0.01, momentum 0.9, weight decay
@@ -37,7 +38,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
+from experiments import errors
 from experiments.methods import supervised
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
@@ -71,11 +74,11 @@ def default_args() -> ml_collections.ConfigDict:
 def check_args(args: ml_collections.ConfigDict) -> None:
   """Raises ValueError for hyperparameters outside their range."""
   if not 0.0 < args.q <= 1.0:
-    raise ValueError(f"method_args q must be in (0, 1], got {args.q}.")
+    raise errors.UserError(f"method_args q must be in (0, 1], got {args.q}.")
   if not 0.0 < args.k < 1.0:
-    raise ValueError(f"method_args k must be in (0, 1), got {args.k}.")
+    raise errors.UserError(f"method_args k must be in (0, 1), got {args.k}.")
   if args.prune_start_epoch < 1 or args.prune_every < 1:
-    raise ValueError(
+    raise errors.UserError(
         "method_args prune_start_epoch and prune_every must be >= 1, got "
         f"{args.prune_start_epoch} and {args.prune_every}."
     )
@@ -86,7 +89,9 @@ def lq(log_p: jax.Array, q: float) -> jax.Array:
   return -jnp.expm1(q * log_p) / q
 
 
-def gce_per_example(logits: jax.Array, labels: jax.Array, q: float) -> jax.Array:
+def gce_per_example(
+    logits: jax.Array, labels: jax.Array, q: float
+) -> jax.Array:
   """L_q of each example's noisy label, shape (B,)."""
   log_p = jax.nn.log_softmax(logits)
   log_p_y = jnp.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]
@@ -130,9 +135,10 @@ def make(ctx: Context) -> Method:
   return _make_truncated(ctx, tx)
 
 
-def _make_truncated(ctx: Context, tx) -> Method:
+def _make_truncated(ctx: Context, tx: optax.GradientTransformation) -> Method:
   args = ctx.args
-  # Only init and predict: the step's loss depends on the state's weights.
+  # For init and predict. The step's loss reads the state's weights, so its
+  # supervised step is built inside the trace, around those weights.
   plain = supervised.supervised(ctx, tx)
 
   def init(key: jax.Array) -> TruncatedState:
@@ -151,7 +157,8 @@ def _make_truncated(ctx: Context, tx) -> Method:
 
   def end_epoch(state: TruncatedState, epoch: int, view: EpochView):
     next_epoch = epoch + 1
-    if next_epoch < args.prune_start_epoch or next_epoch % args.prune_every:
+    if (next_epoch < args.prune_start_epoch or next_epoch % args.prune_every
+        or next_epoch > ctx.config.num_epochs):
       return state
     weights = kept_weights(view.predict_train(state), view.train_labels,
                            args.q, args.k)

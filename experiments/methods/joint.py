@@ -57,6 +57,7 @@ from ml_collections import config_dict
 import numpy as np
 import optax
 
+from experiments import errors
 from experiments.methods import losses
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
@@ -105,20 +106,20 @@ def check_args(args: ml_collections.ConfigDict) -> None:
   """Raises ValueError for hyperparameters outside their range."""
   for name in ("alpha", "beta"):
     if args[name] < 0:
-      raise ValueError(f"method_args {name} must be >= 0, got {args[name]}.")
+      raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
   for name in ("first_stage_epochs", "begin_epoch", "num_recent"):
     if args[name] is not None and args[name] < 1:
-      raise ValueError(f"method_args {name} must be >= 1, got {args[name]}.")
+      raise errors.UserError(f"method_args {name} must be >= 1, got {args[name]}.")
   if args.second_stage_targets not in ("soft", "hard"):
-    raise ValueError(
+    raise errors.UserError(
         "method_args second_stage_targets must be 'soft' or 'hard', got "
         f"{args.second_stage_targets!r}."
     )
   for name in ("first_stage_learning_rate", "second_stage_learning_rate"):
     if args[name] is not None and args[name] <= 0:
-      raise ValueError(f"method_args {name} must be > 0, got {args[name]}.")
+      raise errors.UserError(f"method_args {name} must be > 0, got {args[name]}.")
   if args.weight_decay is not None and args.weight_decay < 0:
-    raise ValueError(f"method_args weight_decay must be >= 0, got {args.weight_decay}.")
+    raise errors.UserError(f"method_args weight_decay must be >= 0, got {args.weight_decay}.")
 
 
 def joint_loss(

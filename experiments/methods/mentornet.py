@@ -1,27 +1,33 @@
 """MentorNet (Jiang et al., ICML 2018), self-paced, with Co-teaching's R(t).
 
 One network learns, in every batch, from its own R(t) smallest-loss examples
-(``small_loss``: R(t) = 1 - tau min(t / T_k, 1), T_k = 10). This is how the
-Co-teaching and Dual-T comparisons run the "self-paced MentorNet" baseline,
-and the schedule the CDR paper's tables inherit.
+(``small_loss``: R(t) = 1 - tau min(t / T_k, 1), T_k = 10). The CDR paper
+does not give its MentorNet settings; following the issue ("baselines II"),
+we use the schedule of the Co-teaching / Dual-T comparisons, which list
+MentorNet beside Co-teaching. Neither bhanML/Co-teaching nor
+xingruiyu/coteaching_plus ships MentorNet code, so this single-network
+selection is our reading of that baseline, not a port.
 
 What google/mentornet's ``mentornet_pd`` is, and what we do not implement:
 the PD ("pre-defined") MentorNet is a small bidirectional-LSTM + FC network
-(code/utils.py L90-160) trained offline to reproduce a fixed weighting
+(code/utils.py L89-160) trained offline to reproduce a fixed weighting
 v*(loss, loss - lambda, epoch) (code/training_mentornet/models.py L166-195,
 ``vstar_mentornet_pd``): every example while training progress is at most
 18%, then self-paced weights v = [loss <= lambda] until 90%, then SPCL-linear
 weights v = clip(1 - (loss - lambda) / gamma, 0, 1) with gamma = 1. Its
 threshold lambda is a moving average (decay 0.5, cifar_train_mentornet.py
-L91) of the batch's p-th loss percentile (p = 0.75 in the commands,
-commands/train_studentnet_resnet.sh L307; 0.7 by default, L80), and the
-weights are further dropped at random with rates 0.5 then 0.05 ("example
-dropout", L94; the commands pass "0.5,17,0.05,83"). The progress is
-measured in hundredths of the training steps, not in epochs. We keep its
-self-paced core - train on the examples whose loss is below a per-batch
-threshold - with the threshold chosen as the R(t)-quantile of the batch,
-which makes the fraction kept exactly R(t): no learned mentor, no moving
-average, no example dropout, no SPCL phase.
+L91) of the batch's p-th loss percentile (0.7 by default, L80; the
+commands pass 0.75 as ``--loss_p_precentile``, a misspelling of the flag,
+commands/train_studentnet_resnet.sh L307), and the weights are further
+dropped at random with rates 0.5 then 0.05 ("example dropout", L94; the
+commands pass "0.5,17,0.05,83"). The progress is measured in hundredths of
+the training steps (L197-198), not in epochs.
+
+We keep its self-paced core - train on the examples whose loss is below a
+per-batch threshold - with the threshold chosen as the R(t)-quantile of the
+batch, which makes the fraction kept exactly R(t): no learned mentor, no
+moving average, no example dropout, no SPCL phase. ``noisy_ids`` are the
+examples the network rejected at their most recent appearance.
 
 Defaults, optimizer and the report are those of ``small_loss``.
 

@@ -9,9 +9,9 @@ candidate examples with the smallest cross-entropy and train on those only:
   bhanML/Co-teaching main.py L24-25). The official code
   (main.py L134-135) writes the schedule as ``linspace(0, tau ** c, T_k)``
   over its epochs 0..T_k-1 and trains from its epoch 1, so it forgets
-  tau * e / (T_k - 1) in its e-th training epoch and reaches tau one epoch
-  before the formula; note also its exponent applies to tau, not to t. With
-  c = 1 the two differ only by that epoch.
+  tau * e / (T_k - 1) in its e-th training epoch and all of tau from the
+  9th (T_k = 10), where the formula reaches tau in the 11th; its exponent
+  also applies to tau, not to t.
 * Of n candidates the ``int(R(t) * n)`` smallest losses are kept (Python's
   float64 product, as the official code's ``int(remember_rate * len(...))``),
   all n when that count is 0 (xingruiyu/coteaching_plus loss.py L24-27).
@@ -19,8 +19,8 @@ candidate examples with the smallest cross-entropy and train on those only:
 * Networks are updated on the mean cross-entropy of their kept examples.
   The official code divides that mean once more by the number kept
   (bhanML/Co-teaching loss.py L26-29), which its scale-invariant Adam barely
-  notices; with the protocol's SGD it would shrink the step by the batch
-  size, so we take the plain mean.
+  notices; with the protocol's SGD it would shrink the step by the number
+  kept (about the batch size), so we take the plain mean.
 
 Every step returns ``selected``: the examples network 1 (the evaluated one)
 was updated on. Per example the state records how often it was selected and
@@ -30,10 +30,11 @@ whose most recent judgement was a rejection.
 
 Optimizer: the protocol's SGD (momentum, weight decay) by default, for a
 fair comparison with CE and CDR; ``optimizer="adam"`` is the official
-setting: Adam with lr 1e-3, linearly decayed to 0 from epoch 80 on, where
-beta1 also drops from 0.9 to 0.1 (bhanML/Co-teaching main.py L19, L33,
-L119-131, L263). The official code also caps an epoch at 400 iterations
-(main.py L32, L180); we train on every batch of the protocol.
+setting: Adam with lr 1e-3, times (N - t) / (N - 80) in epoch t >= 80 of N,
+where beta1 also drops from 0.9 to 0.1 (bhanML/Co-teaching main.py L19,
+L33, L119-131, L263). The official batch size is 128 (main.py L42) and an
+epoch stops after about 400 iterations (main.py L32, L180); we keep the
+protocol's config.batch_size and train on every batch.
 """
 
 from typing import Any, Callable, NamedTuple
@@ -45,6 +46,7 @@ from ml_collections import config_dict
 import numpy as np
 import optax
 
+from experiments import errors
 from experiments.methods import losses
 from experiments.methods import supervised
 from experiments.methods.base import Batch
@@ -74,9 +76,10 @@ def remember_rates(
   Returns:
     ``(num_gradual + 1,)`` array; R(t) = 1 - tau * min((t / T_k)^c, 1).
   """
+  if num_gradual == 0:
+    return np.array([1.0 - forget_rate])
   t = np.arange(num_gradual + 1, dtype=np.float64)
-  ramp = np.minimum((t / num_gradual) ** exponent, 1.0) if num_gradual else 1.0
-  return 1.0 - forget_rate * ramp
+  return 1.0 - forget_rate * np.minimum((t / num_gradual) ** exponent, 1.0)
 
 
 def keep_counts(rates: np.ndarray, max_candidates: int) -> np.ndarray:
@@ -390,16 +393,16 @@ def default_args() -> ml_collections.ConfigDict:
 def check_args(args: ml_collections.ConfigDict) -> None:
   """Raises ValueError for hyperparameters outside their range."""
   if args.forget_rate is not None and not 0.0 <= args.forget_rate < 1.0:
-    raise ValueError(
+    raise errors.UserError(
         f"method_args forget_rate must be in [0, 1), got {args.forget_rate}."
     )
   if args.num_gradual < 0:
-    raise ValueError(
+    raise errors.UserError(
         f"method_args num_gradual must be >= 0, got {args.num_gradual}."
     )
   if args.exponent <= 0:
-    raise ValueError(f"method_args exponent must be > 0, got {args.exponent}.")
+    raise errors.UserError(f"method_args exponent must be > 0, got {args.exponent}.")
   if args.optimizer not in ("sgd", "adam"):
-    raise ValueError(
+    raise errors.UserError(
         f"method_args optimizer must be 'sgd' or 'adam', got {args.optimizer!r}."
     )

@@ -230,7 +230,8 @@ def _grid_outputs(results):
   """Everything a grid wrote, minus wall-clock times; every file parses whole."""
   out = {"summaries": _strip_times(json.loads((results / "summaries.json").read_text()))}
   tables = (results / "results.md").read_text()
-  out["tables"] = tables[: tables.index("## Cost")]
+  # The title names the directory; the cost table holds wall-clock times.
+  out["tables"] = tables[tables.index("\n") : tables.index("## Cost")]
   for path in sorted(results.glob("runs/**/metrics.jsonl")):
     lines = path.read_text().splitlines()
     out[str(path.relative_to(results))] = _strip_times([json.loads(l) for l in lines])
