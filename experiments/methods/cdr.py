@@ -17,7 +17,8 @@ keep the gradient of the top (1 - tau) fraction, scaled by (1 - tau).
   same leaves.
 
 tau defaults to the true noise rate, the paper's oracle (Table 2 of the paper
-studies how the best split constant relates to it).
+studies how the best split constant relates to it); ``tau_source`` "anchor"
+or "cleanlab" estimates it after a warm-up instead (cdr_unknown_rate.py).
 
 References:
   Xia, Liu, Han, Gong, Wang, Ge, Chang. "Robust early-learning: Hindering the
@@ -33,6 +34,7 @@ import optax
 import optax_cdr
 
 from experiments import errors
+from experiments.methods import cdr_unknown_rate
 from experiments.methods import supervised
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -42,8 +44,17 @@ DESCRIPTION_PAPER = "CDR as the paper: critical grads x(1-tau), lam*sign(w), SGD
 
 
 def default_args_ref() -> ml_collections.ConfigDict:
-  """tau: the non-critical fraction; None = the true noise rate."""
-  return ml_collections.ConfigDict({"tau": config_dict.placeholder(float)})
+  """tau: the non-critical fraction; None = the true noise rate.
+
+  tau_source "anchor" or "cleanlab" estimates tau after warmup_epochs
+  instead (cdr_unknown_rate.py); "oracle" uses tau or the true rate.
+  """
+  return ml_collections.ConfigDict({
+      "tau": config_dict.placeholder(float),
+      "tau_source": "oracle",
+      # None: 10% of the epochs, as the T-Revision code's 20 of 200.
+      "warmup_epochs": config_dict.placeholder(int),
+  })
 
 
 def default_args_paper() -> ml_collections.ConfigDict:
@@ -61,6 +72,11 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     raise errors.UserError(f"method_args tau must be in [0, 1], got {args.tau}.")
   if args.get("lam", 0.0) < 0:
     raise errors.UserError(f"method_args lam must be >= 0, got {args.lam}.")
+  if args.tau_source not in cdr_unknown_rate.TAU_SOURCES:
+    raise errors.UserError(
+        f"method_args tau_source must be one of {cdr_unknown_rate.TAU_SOURCES},"
+        f" got {args.tau_source!r}."
+    )
 
 
 def tau(ctx: Context) -> float:
@@ -78,28 +94,37 @@ def critical_fraction(opt_state: optax.OptState) -> dict[str, jax.Array]:
   }
 
 
-def optimizer_ref(ctx: Context) -> optax.GradientTransformation:
+def optimizer_ref(ctx: Context, tau_=None) -> optax.GradientTransformation:
   """Critical grads x (1 - tau), the rest 0; then torch's SGD(momentum, wd)."""
   return optax.chain(
-      optax_cdr.cdr(tau(ctx), 0.0), supervised.sgd_weight_decay(ctx)
+      optax_cdr.cdr(tau(ctx) if tau_ is None else tau_, 0.0),
+      supervised.sgd_weight_decay(ctx),
   )
 
 
-def optimizer_paper(ctx: Context) -> optax.GradientTransformation:
+def optimizer_paper(ctx: Context, tau_=None) -> optax.GradientTransformation:
   """The paper's update rule with plain SGD (no momentum, no weight decay)."""
   return optax.chain(
-      optax_cdr.cdr(tau(ctx), ctx.args.lam, regularizer="l1"),
+      optax_cdr.cdr(tau(ctx) if tau_ is None else tau_, ctx.args.lam, regularizer="l1"),
       optax.sgd(ctx.learning_rate),
   )
 
 
-def make_ref(ctx: Context) -> Method:
-  return supervised.supervised(
-      ctx, optimizer_ref(ctx), optimizer_metrics=critical_fraction
+def _make(ctx: Context, optimizer) -> Method:
+  if ctx.args.tau_source == "oracle":
+    return supervised.supervised(
+        ctx, optimizer(ctx), optimizer_metrics=critical_fraction
+    )
+  return cdr_unknown_rate.make(
+      ctx,
+      lambda tau: optimizer(ctx, tau),
+      critical_fraction,
   )
+
+
+def make_ref(ctx: Context) -> Method:
+  return _make(ctx, optimizer_ref)
 
 
 def make_paper(ctx: Context) -> Method:
-  return supervised.supervised(
-      ctx, optimizer_paper(ctx), optimizer_metrics=critical_fraction
-  )
+  return _make(ctx, optimizer_paper)
