@@ -43,6 +43,13 @@ PRESETS = {
         ("fashion_mnist_mlp_memorize",), _ALL_NOISE, (0.2, 0.4),
         tuple(f"cdr_ref:tau={t / 10}" for t in range(1, 8)), (0,), 50,
     ),
+    # CDR without the oracle: tau estimated after a warm-up, beside the oracle.
+    "unknown_tau": Grid(
+        ("fashion_mnist_mlp_memorize",), _ALL_NOISE, (0.2, 0.4),
+        ("cdr_ref", "cdr_ref:tau_source='anchor'",
+         "cdr_ref:tau_source='cleanlab'"),
+        (0,), 50,
+    ),
     # LeNet-5 on the whole training set, 8 epochs: a regime where nothing
     # memorizes (32 runs x 8 epochs ~ 1 hour on 2 cores).
     "fmnist_table": Grid(
@@ -167,7 +174,7 @@ def run_dir(results_dir, config_name, noise_type, rate, method, seed) -> str:
       "runs",
       config_name,
       f"{noise_type}_{round(100 * rate)}",
-      method.replace(":", "_"),
+      method.replace(":", "_").replace("'", "").replace('"', ""),
       f"seed{seed}",
   )
 
