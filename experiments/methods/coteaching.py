@@ -20,6 +20,7 @@ References:
 import jax.numpy as jnp
 import ml_collections
 
+from experiments.methods import selection
 from experiments.methods import small_loss
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -38,12 +39,12 @@ def exchange(
     fwds, keep, candidates=None
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
   """(weights of network 1, weights of network 2): each the peer's selection."""
-  masks = [small_loss.small_loss_mask(f.loss, keep, candidates) for f in fwds]
+  masks = [selection.small_loss_mask(f.loss, keep, candidates) for f in fwds]
   return masks[1].astype(jnp.float32), masks[0].astype(jnp.float32)
 
 
 def select_peer_small_loss(fwds, batch, info, table) -> small_loss.Selection:
-  keep = small_loss.keep_count(table, info.epoch, batch.labels.shape[0])
+  keep = selection.keep_count(table, info.epoch, batch.labels.shape[0])
   return small_loss.Selection(
       exchange(fwds, keep),
       judged=jnp.ones(batch.labels.shape, bool),

@@ -52,6 +52,7 @@ from ml_collections import config_dict
 from experiments import errors
 from experiments.data import specs
 from experiments.methods import coteaching
+from experiments.methods import selection
 from experiments.methods import small_loss
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -113,7 +114,7 @@ def select_in_disagreement(ctx: Context):
   def select(fwds, batch, info, table) -> small_loss.Selection:
     candidates = disagreement(fwds)
     num = jnp.sum(candidates)
-    keep = small_loss.keep_count(table, info.epoch, num)
+    keep = selection.keep_count(table, info.epoch, num)
     official_step = (info.epoch + 1) * (info.step % ctx.steps_per_epoch)
     everything = jnp.full(
         candidates.shape, official_step < ctx.args.empty_warm_steps, jnp.float32

@@ -41,6 +41,7 @@ References:
 import jax.numpy as jnp
 import ml_collections
 
+from experiments.methods import selection
 from experiments.methods import small_loss
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -58,8 +59,8 @@ def default_args() -> ml_collections.ConfigDict:
 def select_own_small_loss(fwds, batch, info, table) -> small_loss.Selection:
   """The network keeps its own int(R(t) B) smallest-loss examples."""
   (fwd,) = fwds
-  keep = small_loss.keep_count(table, info.epoch, batch.labels.shape[0])
-  mask = small_loss.small_loss_mask(fwd.loss, keep)
+  keep = selection.keep_count(table, info.epoch, batch.labels.shape[0])
+  mask = selection.small_loss_mask(fwd.loss, keep)
   return small_loss.Selection(
       (mask.astype(fwd.loss.dtype),), judged=jnp.ones_like(mask), metrics={}
   )

@@ -57,6 +57,7 @@ import numpy as np
 
 from experiments import errors
 from experiments.methods import coteaching
+from experiments.methods import selection
 from experiments.methods import small_loss
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -164,8 +165,8 @@ def make(ctx: Context) -> Method:
   def select(fwds, batch, info, table):
     del table  # Co-teaching's R(t): S2E's replaces it.
     batch_size = batch.labels.shape[0]
-    keep = small_loss.keep_count(
-        small_loss.keep_counts(rates, batch_size), info.epoch, batch_size
+    keep = selection.keep_count(
+        selection.keep_counts(rates, batch_size), info.epoch, batch_size
     )
     epoch = jnp.minimum(info.epoch, len(rates) - 1)
     return small_loss.Selection(
@@ -183,7 +184,7 @@ def make(ctx: Context) -> Method:
 
   def report(state) -> dict:
     return {
-        **small_loss.report(state),
+        **selection.report(state),
         "schedule_params": list(params),
         "remember_rates": [float(r) for r in rates],
     }

@@ -16,6 +16,7 @@ from experiments.methods import coteaching
 from experiments.methods import coteaching_plus
 from experiments.methods import losses
 from experiments.methods import mentornet
+from experiments.methods import selection
 from experiments.methods import small_loss
 
 
@@ -42,7 +43,7 @@ def _reference_keep(tau, t, num_gradual, exponent, n):
 
 
 def test_small_loss_mask_matches_numpy_with_ties_and_candidates():
-  select = jax.jit(small_loss.small_loss_mask)
+  select = jax.jit(selection.small_loss_mask)
   rng = np.random.default_rng(0)
   for trial, size in enumerate([1, 7, 32] * 12):
     # Few distinct values: many ties.
@@ -56,13 +57,13 @@ def test_small_loss_mask_matches_numpy_with_ties_and_candidates():
 def test_small_loss_mask_keeps_the_earlier_of_tied_examples():
   loss = jnp.array([0.5, 0.1, 0.5, 0.5, 0.1])
   np.testing.assert_array_equal(
-      small_loss.small_loss_mask(loss, jnp.int32(3)),
+      selection.small_loss_mask(loss, jnp.int32(3)),
       [True, True, False, False, True],
   )
   # Non-candidates are never kept, however small their loss.
   candidates = jnp.array([True, False, True, True, False])
   np.testing.assert_array_equal(
-      small_loss.small_loss_mask(loss, jnp.int32(2), candidates),
+      selection.small_loss_mask(loss, jnp.int32(2), candidates),
       [True, False, True, False, False],
   )
 
@@ -73,9 +74,9 @@ def test_small_loss_mask_keeps_the_earlier_of_tied_examples():
      (0.3, 0, 1.0), (0.0, 10, 1.0)],
 )
 def test_keep_count_is_int_of_r_t_times_n(tau, num_gradual, exponent):
-  rates = small_loss.remember_rates(tau, num_gradual, exponent)
-  table = small_loss.keep_counts(rates, 128)
-  count = jax.jit(lambda e, n: small_loss.keep_count(table, e, n))
+  rates = selection.remember_rates(tau, num_gradual, exponent)
+  table = selection.keep_counts(rates, 128)
+  count = jax.jit(lambda e, n: selection.keep_count(table, e, n))
   for t in range(0, 40, 3):
     for n in (0, 1, 2, 7, 31, 32, 64, 127, 128):
       assert int(count(jnp.int32(t), jnp.int32(n))) == _reference_keep(
@@ -84,9 +85,9 @@ def test_keep_count_is_int_of_r_t_times_n(tau, num_gradual, exponent):
 
 
 def test_schedule_values_of_the_co_teaching_default():
-  rates = small_loss.remember_rates(0.2, 10, 1.0)
-  table = small_loss.keep_counts(rates, 128)
-  keeps = [int(small_loss.keep_count(table, jnp.int32(t), 128))
+  rates = selection.remember_rates(0.2, 10, 1.0)
+  table = selection.keep_counts(rates, 128)
+  keeps = [int(selection.keep_count(table, jnp.int32(t), 128))
            for t in (0, 1, 5, 10, 11, 199)]
   # R = 1, 0.98, 0.9, 0.8, 0.8, 0.8 of a batch of 128.
   assert keeps == [128, 125, 115, 102, 102, 102]
@@ -113,7 +114,7 @@ def _batch(size):
 
 
 def _table(tau, batch_size):
-  return small_loss.keep_counts(small_loss.remember_rates(tau, 10, 1.0), batch_size)
+  return selection.keep_counts(selection.remember_rates(tau, 10, 1.0), batch_size)
 
 
 def test_mentornet_keeps_its_own_small_loss_examples():
@@ -335,19 +336,19 @@ def test_mentornet_step_is_one_network_on_its_own_selection():
 
 
 def test_report_uses_the_most_recent_judgement():
-  record = small_loss.empty_record(5)
+  record = selection.empty_record(5)
   idx = jnp.array([0, 1, 2])
   # Epoch 0: 0 and 1 judged, 0 kept; 2 not judged (networks agreed).
-  record = small_loss.record_selection(
+  record = selection.record_selection(
       record, idx, jnp.int32(0), jnp.array([True, True, False]),
       jnp.array([True, False, False]),
   )
   # Epoch 1: 0 judged and rejected, 1 judged and kept.
-  record = small_loss.record_selection(
+  record = selection.record_selection(
       record, jnp.array([1, 0]), jnp.int32(1), jnp.array([True, True]),
       jnp.array([True, False]),
   )
-  np.testing.assert_array_equal(small_loss.judged_noisy(record), [0])
+  np.testing.assert_array_equal(selection.judged_noisy(record), [0])
   np.testing.assert_array_equal(record.times_selected, [1, 1, 0, 0, 0])
 
 
