@@ -88,27 +88,32 @@ def epoch_permutation(seed: int, epoch: int, num_examples: int) -> jax.Array:
   return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
 
 
-def make_train_fn(
+def augment_key(seed: int) -> jax.Array:
+  """The run's augmentation randomness, a function of its seed only."""
+  return jax.random.fold_in(jax.random.key(seed), _AUGMENT_STREAM)
+
+
+def make_train_steps(
     train_step: methods.base.TrainStep,
     spec: DatasetSpec,
-    config: ml_collections.ConfigDict,
+    batch_size: int,
     mesh: jax.sharding.Mesh,
     steps_per_epoch: int,
     num_steps: int,
 ) -> Callable:
-  """Builds the jitted function that runs `num_steps` training steps.
+  """The (unjitted) function that runs `num_steps` training steps of one run.
 
-  The function maps (state, totals, arrays, perm) to (state, totals):
+  It maps (state, totals, arrays, perm, augment_key) to (state, totals):
   `arrays` is the whole training split on the devices (`TrainArrays`), `perm`
   the epoch's permutation, and `totals` sums the step's metrics over the epoch
   without leaving the devices. With num_steps > 1 the steps run in a
   `lax.scan`, which is faster for dense nets on CPU and slower for conv nets.
+  Every argument is per run, so `jax.vmap` trains several runs at once
+  (experiments/many_runs.py).
   """
-  batch_size = config.batch_size
   batch_sharding = NamedSharding(mesh, P("data"))
-  augment_key = jax.random.fold_in(jax.random.key(config.seed), _AUGMENT_STREAM)
 
-  def one_step(state: LoopState, totals, arrays: TrainArrays, perm):
+  def one_step(state: LoopState, totals, arrays: TrainArrays, perm, augment_key):
     start = (state.step % steps_per_epoch) * batch_size
     indices = lax.dynamic_slice_in_dim(perm, start, batch_size)
     indices = lax.with_sharding_constraint(indices, batch_sharding)
@@ -124,17 +129,38 @@ def make_train_fn(
     totals = jax.tree.map(lambda t, m: t + m.astype(t.dtype), totals, metrics)
     return LoopState(state.step + 1, method_state), totals
 
-  def train_steps(state, totals, arrays, perm):
+  def train_steps(state, totals, arrays, perm, augment_key):
     if num_steps == 1:
-      return one_step(state, totals, arrays, perm)
+      return one_step(state, totals, arrays, perm, augment_key)
 
     def body(carry, _):
-      return one_step(*carry, arrays, perm), None
+      return one_step(*carry, arrays, perm, augment_key), None
 
     (state, totals), _ = lax.scan(body, (state, totals), length=num_steps)
     return state, totals
 
-  return jax.jit(train_steps, out_shardings=NamedSharding(mesh, P()))
+  return train_steps
+
+
+def make_train_fn(
+    train_step: methods.base.TrainStep,
+    spec: DatasetSpec,
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+    steps_per_epoch: int,
+    num_steps: int,
+) -> Callable:
+  """The jitted (state, totals, arrays, perm) -> (state, totals) of one run."""
+  train_steps = make_train_steps(
+      train_step, spec, config.batch_size, mesh, steps_per_epoch, num_steps
+  )
+  key = augment_key(config.seed)
+  return jax.jit(
+      lambda state, totals, arrays, perm: train_steps(
+          state, totals, arrays, perm, key
+      ),
+      out_shardings=NamedSharding(mesh, P()),
+  )
 
 
 def zero_metrics(step_fn, method_state, image_shape, config):
