@@ -1,5 +1,6 @@
 """Evaluation: predictions on every split, accuracies, memorization, the summary."""
 
+import os
 import statistics
 from typing import Any, Callable, NamedTuple
 
@@ -10,6 +11,7 @@ from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 
+from experiments import atomic
 from experiments import run_config
 from experiments.data import augment
 from experiments.data import DatasetSpec
@@ -140,3 +142,32 @@ def summarize(
       "num_devices": num_devices,
       "platform": jax.default_backend(),
   }
+
+
+def epoch_line(record: dict[str, Any], num_epochs: int) -> str:
+  """One rounded line per epoch, for logs and terminals alike."""
+  parts = [f"epoch {record['epoch']}/{num_epochs}"]
+  if record["phase"] != "train":
+    parts[0] += f" ({record['phase']})"
+  for key, name in (
+      ("train_loss", "loss"), ("train_acc", "train"), ("val_acc", "val"),
+      ("test_acc", "test"), ("memorization", "memorized"),
+      ("critical_fraction", "critical"), ("label_precision", "precision"),
+  ):
+    if record.get(key) is not None:
+      parts.append(f"{name} {record[key]:.4f}")
+  parts.append(f"{record['epoch_time_s']:.1f} s")
+  return ", ".join(parts)
+
+
+def write_report(workdir: str, report: dict[str, Any]) -> dict[str, Any]:
+  """Saves the method's arrays as .npy files; returns the JSON-able report."""
+  jsonable = {}
+  for key, value in report.items():
+    if isinstance(value, np.ndarray):
+      path = os.path.join(workdir, f"{key}.npy")
+      atomic.write_npy(path, value)
+      jsonable[key] = f"{key}.npy"
+    else:
+      jsonable[key] = value
+  return jsonable

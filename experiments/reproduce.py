@@ -38,6 +38,7 @@ from experiments import cli
 from experiments import data
 from experiments import errors
 from experiments import grid as grid_lib
+from experiments import many_runs
 from experiments import report
 from experiments import run_config
 from experiments import train
@@ -67,6 +68,13 @@ _RESULTS_DIR = flags.DEFINE_string(
 _DATA_SOURCE = flags.DEFINE_string("data_source", None, "Overrides data_source.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Overrides data_dir.")
 _LOG_PROGRESS = flags.DEFINE_bool("log_progress", True, "tqdm progress bars.")
+_RUNS_PER_PROGRAM = flags.DEFINE_integer(
+    "runs_per_program", 1,
+    "Train up to this many seeds of a cell in one compiled program (jax.vmap; "
+    "experiments/many_runs.py): faster on CPUs and GPUs that one small run "
+    "leaves idle, same results up to float reassociation.",
+    lower_bound=1,
+)
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Only aggregate the finished runs; train nothing."
 )
@@ -164,7 +172,9 @@ def run_grid(grid, milestones, results_dir) -> None:
         flush=True,
     )
   datasets: dict[tuple, data.Dataset] = {}
-  for i, (run, config, workdir) in enumerate(todo, 1):
+  groups = program_groups(todo, _RUNS_PER_PROGRAM.value)
+  for i, group in enumerate(groups, 1):
+    config = group[0][1]
     key = (config.dataset, config.data_source, config.data_dir)
     if key not in datasets:
       datasets[key] = data.load_dataset(
@@ -174,19 +184,43 @@ def run_grid(grid, milestones, results_dir) -> None:
         f"lr x{config.lr_decay} from epochs {list(config.lr_milestones)}"
         if config.lr_milestones else "constant lr"
     )
+    seeds = ",".join(str(run[-1]) for run, _, _ in group)
     print(
-        f"[{i}/{len(todo)}] {' '.join(map(str, run))}: "
-        f"{config.num_epochs} epoch{'s' * (config.num_epochs != 1)}, {schedule}",
+        f"[{i}/{len(groups)}] {' '.join(map(str, group[0][0][:-1]))} "
+        f"seed{'s' * (len(group) > 1)} {seeds}: {config.num_epochs} "
+        f"epoch{'s' * (config.num_epochs != 1)}, {schedule}",
         flush=True,
     )
     start = time.perf_counter()
-    summary = train.train_and_evaluate(config, workdir, dataset=datasets[key])
-    print(
-        f"    test acc at best val {summary['test_acc_at_best_val']:.4f} "
-        f"(epoch {summary['best_epoch']}), last {summary['last_test_acc']:.4f}, "
-        f"{time.perf_counter() - start:.0f} s",
-        flush=True,
-    )
+    if len(group) == 1:
+      summaries = [train.train_and_evaluate(config, group[0][2], datasets[key])]
+    else:
+      summaries = many_runs.train_and_evaluate_many(
+          [c for _, c, _ in group], [w for _, _, w in group],
+          os.path.join(os.path.dirname(group[0][2]), f"group_seeds{seeds.replace(',', '_')}"),
+          datasets[key],
+      )
+    for summary in summaries:
+      print(
+          f"    seed {summary['seed']}: test acc at best val "
+          f"{summary['test_acc_at_best_val']:.4f} (epoch {summary['best_epoch']}), "
+          f"last {summary['last_test_acc']:.4f}",
+          flush=True,
+      )
+    print(f"    {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def program_groups(todo, runs_per_program: int) -> list[list]:
+  """The runs to train together: same cell (all but the seed), up to
+  `runs_per_program` seeds each, in grid order."""
+  cells: dict[tuple, list] = {}
+  for item in todo:
+    cells.setdefault(item[0][:-1], []).append(item)
+  return [
+      runs[k:k + runs_per_program]
+      for runs in cells.values()
+      for k in range(0, len(runs), runs_per_program)
+  ]
 
 
 def main(argv):

@@ -274,7 +274,8 @@ def evaluate(exp: Experiment, state: steps.LoopState) -> dict[str, float | None]
   return evaluation.accuracy_metrics(preds, exp.data)
 
 
-def _epoch_view(exp: Experiment) -> methods.EpochView:
+def epoch_view(exp: Experiment) -> methods.EpochView:
+  """What the method's end_epoch hook may see of the training split."""
   split = exp.splits["train"]
   return methods.EpochView(
       train_labels=exp.data.train_labels,
@@ -282,22 +283,6 @@ def _epoch_view(exp: Experiment) -> methods.EpochView:
           exp.predict_fn, method_state, split, exp.config.eval_batch_size
       ),
   )
-
-
-def epoch_line(record: dict[str, Any], num_epochs: int) -> str:
-  """One rounded line per epoch, for logs and terminals alike."""
-  parts = [f"epoch {record['epoch']}/{num_epochs}"]
-  if record["phase"] != "train":
-    parts[0] += f" ({record['phase']})"
-  for key, name in (
-      ("train_loss", "loss"), ("train_acc", "train"), ("val_acc", "val"),
-      ("test_acc", "test"), ("memorization", "memorized"),
-      ("critical_fraction", "critical"), ("label_precision", "precision"),
-  ):
-    if record.get(key) is not None:
-      parts.append(f"{name} {record[key]:.4f}")
-  parts.append(f"{record['epoch_time_s']:.1f} s")
-  return ", ".join(parts)
 
 
 def train_and_evaluate(
@@ -336,35 +321,34 @@ def train_and_evaluate(
       state, record = train_epoch(exp, state, epoch)
       if exp.method.end_epoch is not None:
         state = state._replace(
-            method=exp.method.end_epoch(state.method, epoch, _epoch_view(exp))
+            method=exp.method.end_epoch(state.method, epoch, epoch_view(exp))
         )
       record["train_time_s"] = time.perf_counter() - start
       record.update(evaluate(exp, state))
       record["epoch_time_s"] = time.perf_counter() - start
       history.append(record)
-      print(epoch_line(record, config.num_epochs), flush=True)
+      print(evaluation.epoch_line(record, config.num_epochs), flush=True)
       # Metrics first: a kill between the two leaves one extra record, which
       # the resumption drops (the checkpoint's history is the truth).
       atomic.write_jsonl(metrics_path, history)
       ckpt.save(checkpoints, epoch, state, history, config)
     checkpoints.wait_until_finished()
-  summary = evaluation.summarize(config, history, exp.data, exp.mesh.devices.size)
+  return finish(exp, state, history, workdir)
+
+
+def finish(
+    exp: Experiment,
+    state: steps.LoopState,
+    history: list[dict[str, Any]],
+    workdir: str,
+) -> dict[str, Any]:
+  """Writes summary.json (and the method's report); returns the summary."""
+  summary = evaluation.summarize(
+      exp.config, history, exp.data, exp.mesh.devices.size
+  )
   if exp.method.report is not None:
-    summary["method_report"] = write_report(
+    summary["method_report"] = evaluation.write_report(
         workdir, exp.method.report(jax.device_get(state.method))
     )
   atomic.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
-
-
-def write_report(workdir: str, report: dict[str, Any]) -> dict[str, Any]:
-  """Saves the method's arrays as .npy files; returns the JSON-able report."""
-  jsonable = {}
-  for key, value in report.items():
-    if isinstance(value, np.ndarray):
-      path = os.path.join(workdir, f"{key}.npy")
-      atomic.write_npy(path, value)
-      jsonable[key] = f"{key}.npy"
-    else:
-      jsonable[key] = value
-  return jsonable

@@ -120,7 +120,7 @@ def test_reproduce_runs_a_grid_and_reports(tmp_path):
       command, cwd=REPO, capture_output=True, text=True, timeout=300
   )
   assert first.returncode == 0, first.stderr[-3000:]
-  assert "[2/2] mnist_lenet symmetric 0.2 cdr_ref 0" in first.stdout
+  assert "[2/2] mnist_lenet symmetric 0.2 cdr_ref seed 0" in first.stdout
   assert "lr x0.1 from epochs [2]" in first.stdout
   table = (results / "results.md").read_text()
   assert "| method | sym 20 |" in table and "| cdr_ref | " in table
@@ -132,6 +132,19 @@ def test_reproduce_runs_a_grid_and_reports(tmp_path):
   )
   assert second.returncode == 0 and "[1/" not in second.stdout
   assert "2 of 2 runs already finished" in second.stdout
+  # Two seeds of a cell in one program (jax.vmap): same files per run.
+  grouped = subprocess.run(
+      command[:-2] + ["--methods=ce", "--seeds=0,1", "--runs_per_program=2",
+                      f"--results_dir={tmp_path / 'grouped'}", "--nolog_progress"],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert grouped.returncode == 0, grouped.stderr[-3000:]
+  assert "[1/1] mnist_lenet symmetric 0.2 ce seeds 0,1" in grouped.stdout
+  cell = tmp_path / "grouped" / "runs" / "mnist_lenet" / "symmetric_20" / "ce"
+  assert sorted(p.name for p in cell.iterdir()) == ["group_seeds0_1", "seed0", "seed1"]
+  for seed in (0, 1):
+    summary = json.loads((cell / f"seed{seed}" / "summary.json").read_text())
+    assert summary["seed"] == seed and summary["epochs"] == 2
   third = subprocess.run(
       command[:-3] + ["--num_epochs=3", *command[-2:]],
       cwd=REPO, capture_output=True, text=True, timeout=300,
