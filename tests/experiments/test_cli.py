@@ -74,7 +74,9 @@ def test_cli_overrides_and_idx_data(tmp_path):
   )
   assert config["mlp_hidden"] == [16]
   # Only the chosen method's hyperparameters identify the run.
-  assert config["method_args"] == {"tau": 0.5, "lam": 1e-3}
+  assert config["method_args"] == {
+      "tau": 0.5, "lam": 1e-3, "tau_source": "oracle", "warmup_epochs": None
+  }
   assert summary["noise_rate"] == 0.3 and summary["epochs"] == 2
   history = read_metrics(workdir)
   assert [r["learning_rate"] for r in history] == pytest.approx([1e-2, 1e-3])
