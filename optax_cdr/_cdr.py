@@ -5,6 +5,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_cdr import _keep_count
@@ -58,9 +59,35 @@ def _is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def _check_number(name: str, value):
+  """Raises TypeError unless value is a real number, a real array or traced.
+
+  Checked when the transform is built: a string or None would otherwise only
+  fail at the first update, with an error that does not name the argument.
+  bool is rejected too: `tau=True` is a mistake, not the number 1.
+  """
+  if isinstance(value, jax.core.Tracer):
+    return
+  if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    return
+  dtype = getattr(value, "dtype", None)
+  if (isinstance(value, (np.ndarray, np.generic, jax.Array))
+      and (jnp.issubdtype(dtype, jnp.integer)
+           or jnp.issubdtype(dtype, jnp.floating))):
+    return
+  raise TypeError(
+      f"{name} must be a real number, a real scalar array or a schedule "
+      f"(a callable of the step count), got {value!r} of type "
+      f"{type(value).__name__}."
+  )
+
+
 def _check_scalar(name: str, value, low: float, high: float):
-  """Raises for a concrete value outside [low, high] (NaN included)."""
-  if callable(value) or not _is_concrete(value):
+  """Raises for a non-number, or a concrete value outside [low, high] (NaN too)."""
+  if callable(value):
+    return
+  _check_number(name, value)
+  if not _is_concrete(value):
     return
   if jnp.ndim(value) != 0:
     raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}.")
@@ -146,13 +173,15 @@ def _passes(g, w, threshold: jax.Array) -> jax.Array:
 
 
 def _select(flat_mask, flat_updates, flat_params, tau, method):
-  ranked_scores = [
-      _scores(g, w)
+  # The selection recomputes |g * w| inside each pass: m scores are never
+  # stored.
+  sources = [
+      _selection.Source((g, w), _scores)
       for g, w, r in zip(flat_updates, flat_params, flat_mask) if r
   ]
-  num_ranked = sum(int(s.size) for s in ranked_scores)
-  return _selection.kth_largest(
-      ranked_scores, _rank_fn(tau, num_ranked), method=method
+  num_ranked = sum(s.size for s in sources)
+  return _selection.select(
+      sources, _rank_fn(tau, num_ranked), method=method
   )
 
 
@@ -234,12 +263,14 @@ def cdr(
   SGD; wrap the chain in `optax.apply_if_finite` to skip such steps instead.
 
   `tau`, `lam` and `critical_scale` may be numbers, schedules or traced arrays
-  (`optax.inject_hyperparams`). Python numbers are checked when the transform
-  is built, concrete arrays when it is applied; a traced tau outside [0, 1] or
-  a negative traced lam cannot raise inside `jit`, so it turns the update of
-  the ranked leaves into NaN instead of failing silently. A Python tau keeps
-  float64 precision for k (the reference code's `int((1 - tau) * m)`); an array
-  tau is float32 and k is exact for that float32 value.
+  (`optax.inject_hyperparams`). Anything else (a string, None, a bool) raises
+  a TypeError naming the argument when the transform is built. Python numbers
+  are range-checked when the transform is built, concrete arrays and schedule
+  values when it is applied; a traced tau outside [0, 1] or a negative traced
+  lam cannot raise inside `jit`, so it turns the update of the ranked leaves
+  into NaN instead of failing silently. A Python tau keeps float64 precision
+  for k (the reference code's `int((1 - tau) * m)`); an array tau is float32
+  and k is exact for that float32 value.
 
   Args:
     tau: fraction of the ranked entries that is non-critical (the paper uses
@@ -302,7 +333,11 @@ def cdr(
     tau_t, lam_t = value(tau), value(lam)
     _check_scalar("tau", tau_t, 0.0, 1.0)
     _check_scalar("lam", lam_t, 0.0, float("inf"))
-    scale = 1.0 - tau_t if critical_scale is None else value(critical_scale)
+    if critical_scale is None:
+      scale = 1.0 - tau_t
+    else:
+      scale = value(critical_scale)
+      _check_scalar("critical_scale", scale, float("-inf"), float("inf"))
     # Concrete values were checked above; traced ones are guarded in the output.
     traced = not (_is_concrete(tau_t) and _is_concrete(lam_t))
     valid = (jnp.asarray(tau_t) >= 0) & (jnp.asarray(tau_t) <= 1) & (

@@ -8,8 +8,11 @@ mantissa and a power of two, and ceil(tau * m) is computed with 32-bit limbs.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-_MASK16 = jnp.uint32(0xFFFF)
+# A numpy constant: a jax array here would start the XLA backend at import,
+# and jax.distributed.initialize() must run before that.
+_MASK16 = np.uint32(0xFFFF)
 
 
 def _mul_24x32(a: jax.Array, b: jax.Array):

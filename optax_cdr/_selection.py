@@ -9,9 +9,13 @@ so under sharded parameters the only cross-device traffic is that small sum.
 
 Non-finite scores (NaN, +inf) are not ranked: the k-th largest is taken over the
 finite scores only, so a bad entry can never move the threshold of the others.
+
+The scores may be given as the arrays they are computed from (`cdr` passes
+(gradient, parameter) pairs and |g * w| is recomputed inside every pass), so
+that no pass needs the scores stored in memory.
 """
 
-from typing import Callable, NamedTuple, Union
+from typing import Callable, NamedTuple, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +24,22 @@ from jax.sharding import PartitionSpec as P
 # Bit pattern of +inf; every finite non-negative float32 lies below it, every NaN
 # (with its sign bit cleared) above it.
 _INF_BITS = 0x7F800000
-_HIGH_BITS = 15  # pass 1: bits 30..16 (bit 31, the sign, is always 0)
-_LOW_BITS = 16  # pass 2: bits 15..0
+
+# Two histogram passes: the top 15 bits (bit 31, the sign, is always 0), then
+# the low 16 bits inside the chosen bucket. Scores outside a pass's range get
+# an out-of-range bin and the scatter drops them.
+_HIGH_BITS = 15
+_LOW_BITS = 16
+
+# On CPU a pass walks each leaf in chunks of 2**18 scores, then the rest in
+# chunks of 2**14: the bin indices (and the scatter's ones) then live in cache
+# instead of in m-sized temporary arrays, which makes a pass ~2.5x faster and
+# its memory independent of m (measured with
+# experiments/benchmarks/selection.py).
+_CHUNKS = (1 << 18, 1 << 14)
 
 RankOrFn = Union[int, jax.Array, Callable[[jax.Array], jax.Array]]
+ScoreFn = Callable[..., jax.Array]
 
 
 class KthLargest(NamedTuple):
@@ -51,6 +67,20 @@ def score_bits(score: jax.Array) -> jax.Array:
   """
   bits = jax.lax.bitcast_convert_type(score.astype(jnp.float32), jnp.uint32)
   return bits & jnp.uint32(0x7FFFFFFF)
+
+
+class Source(NamedTuple):
+  """Arrays of one shape whose elementwise `score_fn` gives the scores."""
+
+  arrays: tuple
+  score_fn: ScoreFn
+
+  @property
+  def size(self) -> int:
+    return int(jnp.size(self.arrays[0]))
+
+  def bits(self, arrays=None) -> jax.Array:
+    return score_bits(self.score_fn(*(self.arrays if arrays is None else arrays)))
 
 
 def _resolve_rank(k: RankOrFn, num_finite: jax.Array) -> jax.Array:
@@ -99,50 +129,99 @@ def _replicated_like(x: jax.Array) -> dict:
   return {"out_sharding": jax.sharding.NamedSharding(sharding.mesh, P())}
 
 
-def _histogram(hist: jax.Array, index: jax.Array) -> jax.Array:
-  # Out-of-range indices are dropped: that is how entries outside the current
-  # bucket (and non-finite ones) are left out without a second array.
-  return hist.at[index].add(
-      jnp.uint32(1), mode="drop", **_replicated_like(index)
-  )
+def _is_local(x: jax.Array) -> bool:
+  """Whether every device holds all of `x` (so slicing it moves no data).
+
+  Under an explicit mesh the type says so; otherwise (automatic sharding
+  inside `jit`) only a single device rules out sharding.
+  """
+  sharding = jax.typeof(x).sharding
+  if jax.sharding.AxisType.Explicit in sharding.mesh.axis_types:
+    return all(axis is None for axis in sharding.spec)
+  return not sharding.mesh.axis_names and jax.device_count() == 1
 
 
-def _radix_select(leaves_bits, k: RankOrFn) -> KthLargest:
-  """Two histogram passes: the top 15 bits, then the low 16 bits in one bucket."""
-  num_high = 1 << _HIGH_BITS
-  hist = jnp.zeros((num_high,), jnp.uint32)
-  for bits in leaves_bits:
-    high = (bits >> _LOW_BITS).astype(jnp.int32)
-    # Non-finite scores land in buckets >= _INF_BITS >> 16: send them out of range.
-    hist = _histogram(hist, jnp.where(bits < _INF_BITS, high, num_high))
+def _histogram(sources: Sequence[Source], num_bins: int, bin_index,
+               chunked: bool) -> jax.Array:
+  """Counts of all scores per `bin_index(bits)`, in one read pass.
+
+  Out-of-range bins are dropped. Unsigned indices: JAX adds no
+  negative-index fix-up to the scatter.
+  """
+  def count(hist, bits):
+    return hist.at[bin_index(bits)].add(
+        jnp.uint32(1), mode="drop", **_replicated_like(bits))
+
+  hist = jnp.zeros((num_bins,), jnp.uint32)
+  for source in sources:
+    n = source.size
+    if not chunked or n <= _CHUNKS[-1]:
+      hist = count(hist, source.bits())
+      continue
+    flat = tuple(a.reshape(-1) for a in source.arrays)
+    done = 0
+    for size in _CHUNKS:
+      num_chunks = (n - done) // size
+
+      def add_chunk(i, h, flat=flat, source=source, start=done, size=size):
+        offset = start + i * size
+        return count(h, source.bits(tuple(
+            jax.lax.dynamic_slice(a, (offset,), (size,)) for a in flat)))
+
+      if num_chunks:
+        hist = jax.lax.fori_loop(0, num_chunks, add_chunk, hist)
+      done += num_chunks * size
+    if done < n:
+      hist = count(hist, source.bits(tuple(a[done:] for a in flat)))
+  return hist
+
+
+def _range_histogram(sources, base, shift, log2_bins: int, chunked: bool):
+  """Finite scores in [base, base + 2**(log2_bins + shift)), by bits >> shift.
+
+  Scores below `base` wrap to offsets of at least 2**31 >> shift, out of
+  range as long as log2_bins + shift <= 31.
+  """
+  num_bins = 1 << log2_bins
+
+  def bin_index(bits):
+    offset = (bits - base) >> shift
+    keep = (offset < num_bins) & (bits < _INF_BITS)
+    return jnp.where(keep, offset, jnp.uint32(num_bins))
+
+  return _histogram(sources, num_bins, bin_index, chunked)
+
+
+def _radix_select(sources, k: RankOrFn) -> KthLargest:
+  """Two histogram passes: the top 15 bits, then the low 16 bits in one bucket.
+
+  Leaves are walked in chunks on CPU unless they may be sharded: slicing a
+  sharded leaf would make XLA gather it.
+  """
+  chunked = jax.default_backend() == "cpu" and all(
+      _is_local(a) for s in sources for a in s.arrays)
+  zero = jnp.uint32(0)
+  hist = _range_histogram(sources, zero, jnp.uint32(_LOW_BITS), _HIGH_BITS,
+                          chunked)
   num_finite = jnp.sum(hist, dtype=jnp.uint32)
   k = _resolve_rank(k, num_finite)
   bucket, above, _ = _top_bucket(hist, k)
-
-  num_low = 1 << _LOW_BITS
-  hist = jnp.zeros((num_low,), jnp.uint32)
-  for bits in leaves_bits:
-    in_bucket = (bits >> _LOW_BITS).astype(jnp.int32) == bucket
-    low = (bits & jnp.uint32(num_low - 1)).astype(jnp.int32)
-    hist = _histogram(hist, jnp.where(in_bucket & (bits < _INF_BITS), low, num_low))
+  base = bucket.astype(jnp.uint32) << _LOW_BITS
+  hist = _range_histogram(sources, base, zero, _LOW_BITS, chunked)
   low, _, low_at_least = _top_bucket(hist, k - above)
+  return _finish(base + low.astype(jnp.uint32), above + low_at_least,
+                 num_finite, k)
 
-  value_bits = (bucket.astype(jnp.uint32) << _LOW_BITS) | low.astype(jnp.uint32)
-  return _finish(value_bits, above + low_at_least, num_finite, k)
 
-
-def _bisection_select(leaves_bits, k: RankOrFn) -> KthLargest:
+def _bisection_select(sources, k: RankOrFn) -> KthLargest:
   """31 counting passes, one bit of the answer each: no scatter, no atomics."""
 
-  def count_at_least(t):
-    return sum(
-        jnp.sum((bits >= t) & (bits < _INF_BITS), dtype=jnp.uint32)
-        for bits in leaves_bits
-    )
+  def count_where(predicate):
+    return sum(jnp.sum(predicate(s.bits()), dtype=jnp.uint32) for s in sources)
 
-  num_finite = sum(
-      jnp.sum(bits < _INF_BITS, dtype=jnp.uint32) for bits in leaves_bits
-  )
+  finite = lambda bits: bits < _INF_BITS
+  count_at_least = lambda t: count_where(lambda b: (b >= t) & finite(b))
+  num_finite = count_where(finite)
   k = _resolve_rank(k, num_finite)
 
   def set_bit_if_enough(i, value_bits):
@@ -168,18 +247,34 @@ _METHODS = {"radix": _radix_select, "bisection": _bisection_select}
 METHOD_NAMES = ("auto", *_METHODS)
 
 
-# Below this many scores the radix select's fixed cost (two histograms of 32k
-# and 64k buckets) exceeds 31 counting passes (measured on CPU; see
-# experiments/benchmark_selection.py).
+# Below this many scores the radix select's fixed cost (histograms of 32k and
+# 64k bins) exceeds 31 counting passes (measured on CPU; see
+# experiments/benchmarks/selection.py).
 _SMALL = 1 << 14
 
 
 def _default_method(size: int) -> str:
   # TPUs lower scatter-adds (histograms) slowly; counting passes are plain
-  # reductions there. CPUs and GPUs favour the two-pass radix select.
+  # reductions there. CPUs and GPUs favour the radix select.
   if jax.default_backend() == "tpu" or size < _SMALL:
     return "bisection"
   return "radix"
+
+
+def select(sources: Sequence[Source], k: RankOrFn, *,
+           method: str = "auto") -> KthLargest:
+  """`kth_largest` over scores given as `Source`s (computed inside passes)."""
+  if method == "auto":
+    method = _default_method(sum(s.size for s in sources))
+  if method not in _METHODS:
+    raise ValueError(
+        f"Unknown selection method {method!r}; expected one of {METHOD_NAMES}."
+    )
+  return _METHODS[method](list(sources), k)
+
+
+def _as_float32(score: jax.Array) -> jax.Array:
+  return score.astype(jnp.float32)
 
 
 def kth_largest(scores, k: RankOrFn, *, method: str = "auto") -> KthLargest:
@@ -209,18 +304,15 @@ def kth_largest(scores, k: RankOrFn, *, method: str = "auto") -> KthLargest:
     >>> float(r.value), int(r.num_at_least)
     (2.0, 3)
   """
-  leaves = jax.tree.leaves(scores)
-  if method == "auto":
-    method = _default_method(sum(jnp.size(leaf) for leaf in leaves))
-  if method not in _METHODS:
+  leaves = [jnp.asarray(leaf) for leaf in jax.tree.leaves(scores)]
+  if method not in METHOD_NAMES:
     raise ValueError(
         f"Unknown selection method {method!r}; expected one of {METHOD_NAMES}."
     )
   if not leaves:
     raise ValueError("kth_largest needs at least one array of scores.")
   for leaf in leaves:
-    if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
-      raise TypeError(
-          f"Scores must be floating point, got {jnp.asarray(leaf).dtype}."
-      )
-  return _METHODS[method]([score_bits(jnp.asarray(s)) for s in leaves], k)
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      raise TypeError(f"Scores must be floating point, got {leaf.dtype}.")
+  sources = [Source((leaf,), _as_float32) for leaf in leaves]
+  return select(sources, k, method=method)

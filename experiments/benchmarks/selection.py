@@ -5,11 +5,13 @@ m non-negative float32 scores (k = 0.8 m) with `optax_cdr.kth_largest` (radix,
 bisection and the automatic choice), `jax.lax.top_k`, `jnp.sort`, a plain
 `jnp.sum` over the scores (one read pass: the floor), and `torch.topk` /
 `torch.kthvalue` when torch is installed. It also times a full
-`chain(cdr, sgd)` update against `chain(add_decayed_weights, sgd)` and reports
-the peak temporary memory XLA assigns to each selection program.
+`chain(cdr, sgd)` update against `chain(add_decayed_weights, sgd)`, the `cdr`
+update alone against `add_decayed_weights` alone on the 784-1024-1024-10 MLP's
+kernels (1.86M ranked weights), and reports the temporary memory XLA assigns to
+each selection program and to the `cdr` update.
 
-    python -m experiments.benchmark_selection               # 1e4 .. 1e8
-    python -m experiments.benchmark_selection --sizes 1e4,1e6 --repeats 5
+    python -m experiments.benchmarks.selection               # 1e4 .. 1e8
+    python -m experiments.benchmarks.selection --sizes 1e4,1e6 --repeats 5
 
 Prints Markdown tables of medians and ratios; `--out` also writes them to a
 file.
@@ -29,6 +31,8 @@ import optax
 import optax_cdr
 
 KEEP = 0.8  # k = 0.8 m, tau = 0.2
+MLP_SHAPES = {"dense0": (784, 1024), "bias0": (1024,), "dense1": (1024, 1024),
+              "bias1": (1024,), "head": (1024, 10), "bias2": (10,)}
 
 
 def _time_once(fn, *args) -> float:
@@ -81,6 +85,11 @@ def _split_leaves(scores: jax.Array):
           for i, p in enumerate(parts)}
 
 
+def _cdr_update_temp_bytes(grads, params) -> int:
+  tx = optax_cdr.cdr(1 - KEEP, 1e-3)
+  return _temp_bytes(tx.update, grads, tx.init(params), params)
+
+
 def benchmark_size(m: int, repeats: int, slow_s: float, with_baselines: bool):
   key = jax.random.key(m)
   # Products of normals, like |g * w|: heavy-tailed, few exact ties.
@@ -106,10 +115,10 @@ def benchmark_size(m: int, repeats: int, slow_s: float, with_baselines: bool):
   times = _median_times(fns, args, repeats, slow_s)
 
   # Exactness check of the numbers being compared.
-  want = float(jnp.sort(scores)[m - k]) if m <= 10**7 else None
+  want = float(np.partition(np.asarray(scores), m - k)[m - k])
   for name in ours:
     got = float(ours[name]([scores]).value)
-    if want is not None and got != want:
+    if got != want:
       raise AssertionError(f"{name} gave {got}, expected {want} at m={m}")
 
   memory = {
@@ -120,6 +129,7 @@ def benchmark_size(m: int, repeats: int, slow_s: float, with_baselines: bool):
 
   params = _split_leaves(w)
   grads = _split_leaves(g)
+  memory["cdr update"] = _cdr_update_temp_bytes(grads, params)
   cdr_tx = optax.chain(optax_cdr.cdr(1 - KEEP, 1e-3), optax.sgd(0.01, 0.9))
   sgd_tx = optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.01, 0.9))
   steps = {
@@ -134,6 +144,26 @@ def benchmark_size(m: int, repeats: int, slow_s: float, with_baselines: bool):
   return times, memory, step_times
 
 
+def benchmark_mlp_update(repeats: int):
+  """`cdr` alone against `add_decayed_weights` alone, MLP-shaped pytree."""
+  key = jax.random.key(0)
+  leaf = lambda i, shape, scale: scale * jax.random.normal(
+      jax.random.fold_in(key, i), shape, jnp.float32)
+  params = {n: leaf(i, s, 0.05) for i, (n, s) in enumerate(MLP_SHAPES.items())}
+  grads = {n: leaf(100 + i, s, 0.01)
+           for i, (n, s) in enumerate(MLP_SHAPES.items())}
+  num_ranked = sum(int(np.prod(s)) for s in MLP_SHAPES.values() if len(s) >= 2)
+  cdr_tx = optax_cdr.cdr(1 - KEEP, 1e-3)
+  wd_tx = optax.add_decayed_weights(1e-3)
+  fns = {"cdr": jax.jit(cdr_tx.update),
+         "add_decayed_weights": jax.jit(wd_tx.update)}
+  args = {"cdr": (grads, cdr_tx.init(params), params),
+          "add_decayed_weights": (grads, wd_tx.init(params), params)}
+  times = _median_times(fns, args, repeats, slow_s=float("inf"))
+  temp = _cdr_update_temp_bytes(grads, params)
+  return num_ranked, times, temp
+
+
 def _fmt_ms(s: float) -> str:
   return f"{1e3 * s:.3g} ms" if s < 1 else f"{s:.3g} s"
 
@@ -145,6 +175,8 @@ def main(argv=None):
                       help="comma-separated numbers of scores m")
   parser.add_argument("--repeats", type=int, default=7,
                       help="timed runs per method (median reported)")
+  parser.add_argument("--mlp-repeats", type=int, default=31,
+                      help="timed runs of the MLP-shaped updates")
   parser.add_argument("--slow-seconds", type=float, default=2.0,
                       help="a method slower than this runs only once")
   parser.add_argument("--baselines-up-to", type=float, default=1e8,
@@ -154,16 +186,17 @@ def main(argv=None):
   sizes = [int(float(s)) for s in args.sizes.split(",")]
 
   lines = [f"jax {jax.__version__}, backend {jax.default_backend()}, "
-           f"{jax.devices()[0].device_kind}; k = {KEEP} m; medians of "
-           f"{args.repeats} interleaved runs", ""]
+           f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores; "
+           f"k = {KEEP} m; medians of {args.repeats} interleaved runs", ""]
   head = ("| m | ours (auto) | radix | bisection | lax.top_k | jnp.sort | "
           "torch.topk | torch.kthvalue | jnp.sum | top_k / ours | sort / ours "
-          "| torch.topk / ours | ours / sum |")
+          "| torch.topk / ours | torch.kthvalue / ours | ours / sum |")
   lines += [head, "|" + "---|" * (head.count("|") - 1)]
   update_lines = ["", "| m | chain(cdr, sgd) | chain(add_decayed_weights, sgd) "
                   "| ratio |", "|---|---|---|---|"]
-  memory_lines = ["", "| m | scores | ours temp | lax.top_k temp | jnp.sort temp |",
-                  "|---|---|---|---|---|"]
+  memory_lines = ["", "| m | scores | ours temp | lax.top_k temp | jnp.sort "
+                  "temp | cdr update temp (bytes per ranked entry) |",
+                  "|---|---|---|---|---|---|"]
   for m in sizes:
     times, memory, steps = benchmark_size(
         m, args.repeats, args.slow_seconds, m <= args.baselines_up_to)
@@ -177,15 +210,28 @@ def main(argv=None):
         f"{cell('lax.top_k')} | {cell('jnp.sort')} | {cell('torch.topk')} | "
         f"{cell('torch.kthvalue')} | {cell('jnp.sum')} | {ratio('lax.top_k')} | "
         f"{ratio('jnp.sort')} | {ratio('torch.topk')} | "
-        f"{ours / times['jnp.sum']:.1f}x |")
+        f"{ratio('torch.kthvalue')} | {ours / times['jnp.sum']:.1f}x |")
     cdr_t, sgd_t = steps["chain(cdr, sgd)"], steps["chain(wd, sgd)"]
     update_lines.append(f"| {m:.3g} | {_fmt_ms(cdr_t)} | {_fmt_ms(sgd_t)} | "
                         f"{cdr_t / sgd_t:.2f}x |")
     mib = lambda b: f"{b / 2**20:.1f} MiB"
-    memory_lines.append(f"| {m:.3g} | {mib(4 * m)} | {mib(memory['ours'])} | "
-                        f"{mib(memory['lax.top_k'])} | {mib(memory['jnp.sort'])} |")
+    memory_lines.append(
+        f"| {m:.3g} | {mib(4 * m)} | {mib(memory['ours'])} | "
+        f"{mib(memory['lax.top_k'])} | {mib(memory['jnp.sort'])} | "
+        f"{mib(memory['cdr update'])} ({memory['cdr update'] / m:.2f}) |")
     print(lines[-1], flush=True)
-  report = "\n".join(lines + update_lines + memory_lines)
+
+  num_ranked, mlp, mlp_temp = benchmark_mlp_update(args.mlp_repeats)
+  mlp_lines = [
+      "", f"`cdr` update alone vs `add_decayed_weights` alone, MLP "
+      f"784-1024-1024-10 ({num_ranked:,} ranked weights; medians of "
+      f"{args.mlp_repeats}):", "",
+      "| cdr | add_decayed_weights | ratio | cdr temp (bytes per ranked entry) |",
+      "|---|---|---|---|",
+      f"| {_fmt_ms(mlp['cdr'])} | {_fmt_ms(mlp['add_decayed_weights'])} | "
+      f"{mlp['cdr'] / mlp['add_decayed_weights']:.2f}x | "
+      f"{mlp_temp / 2**20:.1f} MiB ({mlp_temp / num_ranked:.2f}) |"]
+  report = "\n".join(lines + update_lines + memory_lines + mlp_lines)
   print("\n" + report)
   if args.out:
     with open(args.out + ".tmp", "w") as f:

@@ -438,3 +438,36 @@ def test_integer_leaves():
   # Excluding them with the mask works.
   tx = optax_cdr.cdr(0.2, 0.0, mask={"w": False, "v": True})
   tx.update(params, tx.init(params), params)
+
+
+@pytest.mark.parametrize("name", ["tau", "lam", "critical_scale"])
+@pytest.mark.parametrize("bad", ["0.2", None, True, 1j, np.array(["a"]),
+                                 np.array([True])],
+                         ids=["str", "None", "bool", "complex", "str_array",
+                              "bool_array"])
+def test_non_numeric_hyperparameters_rejected_when_built(name, bad):
+  if name == "critical_scale" and bad is None:
+    pytest.skip("critical_scale=None means 1 - tau")
+  kwargs = {"tau": 0.2, "lam": 1e-3, name: bad}
+  with pytest.raises(TypeError, match=f"^{name} must be a real number"):
+    optax_cdr.cdr(**kwargs)
+
+
+def test_non_numeric_tau_rejected_by_critical_mask():
+  with pytest.raises(TypeError, match="^tau must be a real number"):
+    optax_cdr.critical_mask([jnp.ones((2, 2))], [jnp.ones((2, 2))], "0.5")
+
+
+@pytest.mark.parametrize("good", [0, 1, np.float32(0.5), np.int64(0),
+                                  jnp.asarray(0.25), np.asarray(0.5)])
+def test_numeric_hyperparameters_accepted(good):
+  params, grads = _random_tree(19)
+  tx = optax_cdr.cdr(good, good, critical_scale=good)
+  tx.update(grads, tx.init(params), params)
+
+
+def test_schedule_returning_a_string_is_rejected_when_applied():
+  params, grads = _random_tree(20)
+  tx = optax_cdr.cdr(0.2, lambda count: "0.001")
+  with pytest.raises(TypeError, match="^lam must be a real number"):
+    tx.update(grads, tx.init(params), params)

@@ -125,3 +125,64 @@ def test_sharded_params_on_8_devices_match_unsharded():
   out = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env,
                        capture_output=True, text=True, timeout=600)
   assert "SHARDED-OK" in out.stdout, out.stderr[-3000:]
+
+
+# On CPU each pass walks leaves in chunks of 2**18, then 2**14 scores. Small
+# chunks run that path (both chunk sizes and a remainder) on small inputs.
+@pytest.fixture
+def small_chunks(monkeypatch):
+  from optax_cdr import _selection
+  monkeypatch.setattr(_selection, "_CHUNKS", (1000, 64))
+
+
+@METHODS
+def test_chunked_passes_with_ties_nonfinite_and_several_leaves(
+    small_chunks, method):
+  rng = np.random.default_rng(4)
+  leaves = [rng.integers(0, 4, (70, 53)).astype(np.float32),  # heavy ties
+            np.abs(rng.standard_normal(12_345)).astype(np.float32),
+            np.abs(rng.standard_normal((3, 3, 16, 32))).astype(np.float32),
+            np.abs(rng.standard_normal(999)).astype(np.float32)]  # one-shot
+  leaves[1][::97] = np.nan
+  leaves[2][0, 0, 0, :5] = np.inf
+  f = jax.jit(lambda s, k: optax_cdr.kth_largest(s, k, method=method))
+  for k in (0, 1, 100, 3_000, 5_000, 9_000, 20_000, 30_000):
+    got = f(leaves, k)
+    value, num_at_least, m = _expected(leaves, k)
+    assert float(got.value) == value, k
+    assert int(got.num_at_least) == num_at_least, k
+    assert int(got.num_finite) == m
+
+
+def test_chunked_passes_with_callable_k_and_cdr(small_chunks):
+  rng = np.random.default_rng(5)
+  params = {"w": rng.standard_normal((300, 200)).astype(np.float32),
+            "b": rng.standard_normal(200).astype(np.float32)}
+  grads = jax.tree.map(
+      lambda p: rng.standard_normal(p.shape).astype(np.float32), params)
+  scores = np.abs(grads["w"] * params["w"])
+  r = optax_cdr.kth_largest([scores], lambda m: m // 3, method="radix")
+  assert float(r.value) == _expected([scores], 20_000)[0]
+  tx = optax_cdr.cdr(0.3, 0.0, method="radix")
+  _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+  value, num_at_least, _ = _expected([scores], int((1.0 - 0.3) * scores.size))
+  assert float(state.threshold) == value
+  assert int(state.num_critical) == num_at_least
+
+
+def test_cdr_update_stores_no_scores():
+  """The temporary memory of a jitted update stays below 4 bytes per entry.
+
+  |g * w| is recomputed inside each pass and the passes walk the leaves in
+  chunks, so no m-sized array of scores or bin indices is ever stored.
+  """
+  if jax.default_backend() != "cpu" or jax.device_count() != 1:
+    pytest.skip("chunked passes: one CPU device")
+  params = {"w": jnp.ones((1024, 1024)), "v": jnp.ones((512, 1000))}
+  tx = optax_cdr.cdr(0.2, 1e-3)
+  update = jax.jit(tx.update).lower(params, tx.init(params), params)
+  analysis = update.compile().memory_analysis()
+  if analysis is None:
+    pytest.skip("no memory analysis on this backend")
+  num_ranked = 1024 * 1024 + 512 * 1000
+  assert analysis.temp_size_in_bytes <= 4 * num_ranked
