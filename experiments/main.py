@@ -16,7 +16,6 @@ again resumes from the last checkpoint.
 """
 
 import json
-import logging as std_logging
 
 from absl import app
 from absl import flags
@@ -24,6 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import cli
+from experiments import run_config
 from experiments import train
 from experiments.configs import default
 
@@ -41,19 +41,16 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-class _QuietOrbax(std_logging.Filter):
-  """Drops orbax's INFO lines (a dozen per checkpoint); keeps its warnings."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietOrbax())
+  # Progress is printed; absl's INFO lines (backend probing, a dozen per
+  # orbax checkpoint) would bury it.
+  logging.set_verbosity(logging.WARNING)
+  config = flags.FLAGS.config
+  run_config.validate(config)  # Before anything starts JAX or reads data.
   cli.check_output_dir(_WORKDIR.value, "--workdir")
-  summary = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  summary = train.train_and_evaluate(config, _WORKDIR.value)
   if summary is None:
     print(f"Stopped early; rerun the same command to resume in {_WORKDIR.value}")
     return

@@ -47,14 +47,16 @@ def differences(saved: dict[str, Any], config: ml_collections.ConfigDict) -> lis
   ]
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ValueError, naming the field, for a config that cannot run.
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+  """Raises UserError, naming the field, for a config that cannot run.
 
-  The chosen method checks its own ``method_args``.
+  The chosen method checks its own ``method_args``. Nothing here starts JAX,
+  so the command lines call it before anything else.
 
   Args:
     config: the experiment configuration.
-    num_devices: number of devices the run will use.
+    num_devices: number of devices the run will use (batch sizes must be
+      divisible by it).
   """
   specs.canonical_name(config.dataset)  # Raises for unknown names.
   methods.args_of(config)

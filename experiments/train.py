@@ -37,7 +37,6 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding
@@ -163,6 +162,7 @@ def setup(
     dataset: data_lib.Dataset | None = None,
 ) -> tuple[Experiment, steps.LoopState]:
   """Validates the config, loads the data, builds the method and functions."""
+  run_config.validate(config)
   mesh = make_mesh(config.num_devices)
   run_config.validate(config, mesh.devices.size)
   spec = data_lib.get_spec(config.dataset)
@@ -309,13 +309,13 @@ def train_and_evaluate(
   with ckpt.manager(workdir, config.checkpoints_to_keep) as checkpoints:
     state, history = ckpt.restore(checkpoints, state, config)
     if history:
-      logging.info("Resumed after epoch %d in %s.", len(history), workdir)
+      print(f"Resumed after epoch {len(history)} in {workdir}.", flush=True)
     atomic.write_jsonl(metrics_path, history)
     first_epoch = len(history) + 1
     for epoch in range(first_epoch, config.num_epochs + 1):
       if epoch - first_epoch == config.stop_after_epochs:
         checkpoints.wait_until_finished()
-        logging.info("Stopped after epoch %d (stop_after_epochs).", epoch - 1)
+        print(f"Stopped after epoch {epoch - 1} (stop_after_epochs).", flush=True)
         return None
       start = time.perf_counter()
       state, record = train_epoch(exp, state, epoch)
