@@ -216,7 +216,8 @@ def plot_curves(grid, runs, metric, ylabel, path) -> None:
     ax.grid(alpha=0.3)
   for ax in axes.flat[len(settings):]:
     ax.axis("off")
-  axes.flat[0].legend()
+  if axes.flat[0].get_legend_handles_labels()[0]:
+    axes.flat[0].legend()
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
