@@ -133,10 +133,7 @@ def is_finished(workdir: str, config) -> bool:
     return False
   with open(path) as f:
     summary = json.load(f)
-  differences = run_config.differences(summary["config"], config)
-  if summary["epochs"] != config.num_epochs:
-    differences.append(f"num_epochs: {summary['epochs']} -> {config.num_epochs}")
-  if differences:
+  if differences := run_config.differences(summary["config"], config):
     raise errors.UserError(
         f"{workdir} holds a finished run with another configuration "
         f"({'; '.join(differences)}); use another --results_dir."

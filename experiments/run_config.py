@@ -18,8 +18,8 @@ from experiments.data import specs
 
 # Fields that may differ between a checkpointed run and its resumption: they
 # change how the run executes or where data is read, not what it computes.
+# num_epochs is not one of them: methods derive phases and schedules from it.
 RESUMABLE_CHANGES = frozenset({
-    "num_epochs",
     "stop_after_epochs",
     "log_progress",
     "checkpoints_to_keep",

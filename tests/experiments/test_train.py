@@ -347,3 +347,13 @@ def test_data_parallel_matches_single_device(model, shape, tol, tmp_path):
         tiny_config(num_epochs=1), str(tmp_path), dataset
     )
     assert summary["num_devices"] == 8
+
+
+def test_a_run_is_not_resumed_with_another_epoch_budget(tmp_path):
+  """Methods derive phases and schedules from num_epochs (warm-ups, R(t),
+  Joint's stages): a changed budget is another run."""
+  dataset = tiny_dataset()
+  stopped = tiny_config(stop_after_epochs=1)
+  assert train.train_and_evaluate(stopped, str(tmp_path), dataset) is None
+  with pytest.raises(ValueError, match=r"another configuration \(num_epochs: 3 -> 5\)"):
+    train.train_and_evaluate(tiny_config(num_epochs=5), str(tmp_path), dataset)
