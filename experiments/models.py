@@ -16,7 +16,8 @@ call (rather than `model.train()`/`model.eval()`, which change static
 attributes) keeps one graph definition for training and evaluation.
 
 Weights and biases are initialized as PyTorch's defaults (uniform with bound
-1/sqrt(fan_in)), as in the reference code, so that the early-learning dynamics
+1/sqrt(fan_in)), as in the reference code (its resnet.py has no custom
+initialization), so that the early-learning dynamics
 are comparable.
 """
 
@@ -221,7 +222,8 @@ class ResNet(nnx.Module):
       *,
       rngs: nnx.Rngs,
   ):
-    # Padding 0, as the reference code's first conv (28x28 -> 26x26,
+    # Padding 0, as the reference code's first conv (xiaoboxia/CDR resnet.py
+    # l.69, commit 6665a8b; 28x28 -> 26x26,
     # 32x32 -> 30x30); the usual CIFAR ResNet pads by 1.
     self.stem_conv = _conv(input_shape[-1], 64, 3, rngs, use_bias=False)
     self.stem_bn = _batch_norm(64, rngs)
