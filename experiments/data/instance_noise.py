@@ -52,7 +52,8 @@ def instance_features(features: np.ndarray) -> np.ndarray:
   """Flattens images to float32 rows of their raw pixel values.
 
   The reference code projects the raw values (uint8 images cast to float,
-  ``x.view(1, -1).mm(W[y])``): no division by 255, no normalization. With
+  ``x.view(1, -1).mm(W[y])``; xiaoboxia/CDR tools.py l.96-100 and l.188,
+  commit 6665a8b): no division by 255, no normalization. With
   values up to 255 the logits ``x @ W`` have a spread in the thousands, so
   the masked softmax is nearly one-hot: each image's flip target is close to
   a fixed function of the image and most of a class's flips go to one class.
