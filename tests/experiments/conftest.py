@@ -56,6 +56,18 @@ def without_times(records):
   return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in records]
 
 
+def assert_records_close(a, b, rel, abs_):
+  """Per-epoch records equal: numbers up to a tolerance, the rest exactly."""
+  assert len(a) == len(b)
+  for ra, rb in zip(a, b):
+    assert ra.keys() == rb.keys()
+    for key in ra:
+      if isinstance(ra[key], (int, float)) and ra[key] is not None:
+        assert ra[key] == pytest.approx(rb[key], rel=rel, abs=abs_), key
+      else:
+        assert ra[key] == rb[key], key
+
+
 @pytest.fixture
 def tiny_dataset():
   return make_tiny_dataset()

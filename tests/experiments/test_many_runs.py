@@ -8,6 +8,7 @@ import pytest
 from experiments import errors
 from experiments import many_runs
 from experiments import train
+from conftest import assert_records_close
 from conftest import make_tiny_config
 from conftest import make_tiny_dataset
 from conftest import read_metrics
@@ -39,12 +40,9 @@ def test_group_matches_separate_runs_and_resumes(method, tmp_path):
   for config, alone, together, workdir in zip(configs, separate, grouped, workdirs):
     a = without_times(read_metrics(str(tmp_path / f"alone{config.seed}")))
     b = without_times(read_metrics(workdir))
-    assert len(a) == len(b) == 3
-    for ra, rb in zip(a, b):
-      assert ra.keys() == rb.keys()
-      for key in ra:
-        # The same computation, batched: equal up to float reassociation.
-        assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-4), key
+    assert len(a) == 3
+    # The same computation, batched: equal up to float reassociation.
+    assert_records_close(a, b, rel=1e-4, abs_=1e-4)
     assert together["test_acc_at_best_val"] == pytest.approx(
         alone["test_acc_at_best_val"], abs=1e-3
     )

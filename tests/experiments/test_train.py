@@ -20,6 +20,7 @@ from experiments import steps
 from experiments import train
 from experiments.configs import default
 from experiments.data import augment
+from conftest import assert_records_close
 from conftest import make_tiny_config as tiny_config
 from conftest import make_tiny_dataset as tiny_dataset
 from conftest import read_metrics
@@ -235,10 +236,7 @@ def test_scan_chunks_match_per_step_calls(tmp_path):
   scanned = train.train_and_evaluate(config, str(tmp_path / "b"), dataset)
   a = without_times(read_metrics(str(tmp_path / "a")))
   b = without_times(read_metrics(str(tmp_path / "b")))
-  for ra, rb in zip(a, b):
-    assert ra.keys() == rb.keys()
-    for k in ra:
-      assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-6), k
+  assert_records_close(a, b, rel=1e-4, abs_=1e-6)
   assert per_step["test_acc_at_best_val"] == scanned["test_acc_at_best_val"]
 
 
