@@ -43,8 +43,16 @@ class Entry(NamedTuple):
   check_args: Callable[[ml_collections.ConfigDict], None] = lambda args: None
 
 
+def _entry(module) -> Entry:
+  """The entry of a module that holds one method."""
+  return Entry(
+      module.DESCRIPTION, module.default_args, module.make,
+      getattr(module, "check_args", Entry._field_defaults["check_args"]),
+  )
+
+
 REGISTRY: dict[str, Entry] = {
-    "ce": Entry(ce.DESCRIPTION, ce.default_args, ce.make),
+    "ce": _entry(ce),
     "cdr_ref": Entry(
         cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref, cdr.check_args
     ),
@@ -52,33 +60,13 @@ REGISTRY: dict[str, Entry] = {
         cdr.DESCRIPTION_PAPER, cdr.default_args_paper, cdr.make_paper,
         cdr.check_args,
     ),
-    "mentornet": Entry(
-        mentornet.DESCRIPTION, mentornet.default_args, mentornet.make,
-        mentornet.check_args,
-    ),
-    "coteaching": Entry(
-        coteaching.DESCRIPTION, coteaching.default_args, coteaching.make,
-        coteaching.check_args,
-    ),
-    "coteaching_plus": Entry(
-        coteaching_plus.DESCRIPTION, coteaching_plus.default_args,
-        coteaching_plus.make, coteaching_plus.check_args,
-    ),
-    "gce": Entry(gce.DESCRIPTION, gce.default_args, gce.make, gce.check_args),
-    "apl": Entry(apl.DESCRIPTION, apl.default_args, apl.make, apl.check_args),
-    "dmi": Entry(dmi.DESCRIPTION, dmi.default_args, dmi.make, dmi.check_args),
-    "forward": Entry(
-        forward.DESCRIPTION, forward.default_args, forward.make,
-        forward.check_args,
-    ),
-    "t_revision": Entry(
-        t_revision.DESCRIPTION, t_revision.default_args, t_revision.make,
-        t_revision.check_args,
-    ),
-    "joint": Entry(
-        joint.DESCRIPTION, joint.default_args, joint.make, joint.check_args
-    ),
-    "s2e": Entry(s2e.DESCRIPTION, s2e.default_args, s2e.make, s2e.check_args),
+    **{
+        module.__name__.rsplit(".", 1)[1]: _entry(module)
+        for module in (
+            mentornet, coteaching, coteaching_plus, gce, apl, dmi, forward,
+            t_revision, joint, s2e,
+        )
+    },
 }
 
 
