@@ -227,6 +227,14 @@ def test_reproduce_checks_every_run_before_training_the_first(tmp_path):
   assert result.stderr.strip() == (
       "error: --noise_rates must be a comma-separated list of floats, got 'abc'."
   )
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--configs=nope",
+       f"--results_dir={tmp_path}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert result.stderr.strip().startswith(
+      "error: unknown config 'nope'; expected one of ['cifar100_resnet50',"
+  )
 
 
 def _strip_times(value):
