@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import data
+from experiments import methods
 from experiments.configs import default
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,6 +46,29 @@ def make_tiny_config(**overrides):
   for key, value in overrides.items():
     config[key] = value
   return config
+
+
+def make_context(
+    method, *, num_epochs=100, network=None, num_classes=10, num_train=100,
+    steps_per_epoch=10, lr=0.1, noise_rate=0.4, **args
+):
+  """A methods.Context for unit tests of one method, with its args set."""
+  config = default.get_config()
+  config.method = method
+  config.num_epochs = num_epochs
+  config.noise_rate = noise_rate
+  for key, value in args.items():
+    config.method_args[method][key] = value
+  return methods.Context(
+      args=methods.args_of(config),
+      config=config,
+      network=network,
+      num_classes=num_classes,
+      num_train=num_train,
+      steps_per_epoch=steps_per_epoch,
+      learning_rate=lambda step: lr,
+      noise_rate=noise_rate,
+  )
 
 
 def read_metrics(workdir):

@@ -7,12 +7,12 @@ import pytest
 
 from experiments import methods
 from experiments import train
-from experiments.configs import default
 from experiments.methods import gce
 from experiments.methods import losses
 from conftest import make_tiny_config
 from conftest import make_tiny_dataset
 from conftest import read_metrics
+from conftest import make_context
 
 _RNG = np.random.default_rng(0)
 _LOGITS = _RNG.normal(0.0, 2.0, (6, 5)).astype(np.float32)
@@ -35,15 +35,9 @@ def _numpy_lq(z, y, q):
 
 
 def _context(num_epochs=100, **args):
-  config = default.get_config()
-  config.method = "gce"
-  config.num_epochs = num_epochs
-  for key, value in args.items():
-    config.method_args.gce[key] = value
-  return methods.Context(
-      args=methods.args_of(config), config=config, network=None,
-      num_classes=5, num_train=6, steps_per_epoch=1,
-      learning_rate=lambda step: 0.1, noise_rate=0.2,
+  return make_context(
+      "gce", num_epochs=num_epochs, num_classes=5, num_train=6,
+      steps_per_epoch=1, noise_rate=0.2, **args,
   )
 
 

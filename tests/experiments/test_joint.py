@@ -6,27 +6,16 @@ import numpy as np
 import pytest
 
 from experiments import methods
-from experiments.configs import default
 from experiments.methods import joint
+from conftest import make_context
 
 C = 4
 
 
 def _context(num_train=6, num_epochs=100, network=None, **args):
-  config = default.get_config()
-  config.method = "joint"
-  config.num_epochs = num_epochs
-  for key, value in args.items():
-    config.method_args.joint[key] = value
-  return methods.Context(
-      args=methods.args_of(config),
-      config=config,
-      network=network,
-      num_classes=C,
-      num_train=num_train,
-      steps_per_epoch=3,
-      learning_rate=lambda step: 0.1,
-      noise_rate=0.4,
+  return make_context(
+      "joint", num_epochs=num_epochs, network=network, num_classes=C,
+      num_train=num_train, steps_per_epoch=3, **args,
   )
 
 

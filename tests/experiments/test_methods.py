@@ -31,24 +31,11 @@ from conftest import make_tiny_dataset
 from conftest import read_metrics
 from conftest import REPO
 from conftest import without_times
+from conftest import make_context
 
 
 def _context(method="ce", noise_rate=0.5, lr=0.1, **args):
-  config = default.get_config()
-  config.method = method
-  config.noise_rate = noise_rate
-  for key, value in args.items():
-    config.method_args[method][key] = value
-  return methods.Context(
-      args=methods.args_of(config),
-      config=config,
-      network=None,
-      num_classes=10,
-      num_train=100,
-      steps_per_epoch=10,
-      learning_rate=lambda step: lr,
-      noise_rate=noise_rate,
-  )
+  return make_context(method, noise_rate=noise_rate, lr=lr, **args)
 
 
 # ---------------------------------------------------------------------------

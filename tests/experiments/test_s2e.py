@@ -10,27 +10,16 @@ from scipy import stats
 
 from experiments import methods
 from experiments import s2e_search
-from experiments.configs import default
 from experiments.methods import s2e
+from conftest import make_context
 
 C = 3
 
 
 def _context(num_epochs=20, network=None, noise_rate=0.4, **args):
-  config = default.get_config()
-  config.method = "s2e"
-  config.num_epochs = num_epochs
-  for key, value in args.items():
-    config.method_args.s2e[key] = value
-  return methods.Context(
-      args=methods.args_of(config),
-      config=config,
-      network=network,
-      num_classes=C,
-      num_train=20,
-      steps_per_epoch=2,
-      learning_rate=lambda step: 0.1,
-      noise_rate=noise_rate,
+  return make_context(
+      "s2e", num_epochs=num_epochs, network=network, num_classes=C,
+      num_train=20, steps_per_epoch=2, noise_rate=noise_rate, **args,
   )
 
 
