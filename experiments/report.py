@@ -9,19 +9,15 @@
 * summaries.json: every finished run's summary.
 """
 
-import io
 import json
 import os
 import statistics
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
 from experiments import atomic
 from experiments import grid as grid_lib
+from experiments import plots
+from experiments import rate_report
 
 
 def load_runs(grid, results_dir) -> dict[tuple, list[dict[str, Any]]]:
@@ -32,7 +28,7 @@ def load_runs(grid, results_dir) -> dict[tuple, list[dict[str, Any]]]:
       for r in grid.noise_rates:
         for m in grid.methods:
           found = []
-          for s in grid.seeds:
+          for s in grid.seeds_of(m):
             workdir = grid_lib.run_dir(results_dir, c, t, r, m, s)
             if not os.path.exists(os.path.join(workdir, "summary.json")):
               continue
@@ -43,15 +39,6 @@ def load_runs(grid, results_dir) -> dict[tuple, list[dict[str, Any]]]:
             found.append({"summary": summary, "history": history})
           runs[(c, t, r, m)] = found
   return runs
-
-
-_SHORT = {"symmetric": "sym", "asymmetric": "asym", "pairflip": "pair",
-          "instance": "inst", "none": "clean"}
-
-
-def _setting_name(config_name, noise_type, rate, multi_config):
-  name = f"{_SHORT.get(noise_type, noise_type)} {round(100 * rate)}"
-  return f"{config_name} {name}" if multi_config else name
 
 
 def _mean_std(values: list[float]) -> str:
@@ -111,7 +98,7 @@ def _selected_by_validation(grid, settings, runs) -> str:
         r["summary"]["test_acc_at_best_val"] for r in runs[(*setting, best)]
     )
     lines.append(
-        f"| {_setting_name(*setting, len(grid.configs) > 1)} | {best} | "
+        f"| {plots.setting_name(*setting, len(grid.configs) > 1)} | {best} | "
         f"{100 * scores[best]:.2f} | {100 * test:.2f} |\n"
     )
   return "".join(lines)
@@ -123,11 +110,11 @@ def markdown_report(grid, milestones_used, runs) -> str:
       (c, t, r) for c in grid.configs for t in grid.noise_types
       for r in grid.noise_rates
   ]
-  names = [_setting_name(*s, len(grid.configs) > 1) for s in settings]
+  names = [plots.setting_name(*s, len(grid.configs) > 1) for s in settings]
   header = "| method | " + " | ".join(names) + " |\n"
   header += "|---|" + "---|" * len(names) + "\n"
 
-  def table(metric) -> str:
+  def table(metric, only_logged=False) -> str:
     rows = []
     for m in grid.methods:
       cells = [
@@ -137,8 +124,13 @@ def markdown_report(grid, milestones_used, runs) -> str:
           ])
           for s in settings
       ]
-      rows.append(f"| {m} | " + " | ".join(cells) + " |\n")
-    return header + "".join(rows)
+      if not (only_logged and all(c == "-" for c in cells)):
+        rows.append(f"| {m} | " + " | ".join(cells) + " |\n")
+    return header + "".join(rows) if rows else ""
+
+  precision = table(
+      lambda run: run["history"][-1].get("label_precision"), only_logged=True
+  )
 
   per_method_time = {
       m: [
@@ -147,11 +139,14 @@ def markdown_report(grid, milestones_used, runs) -> str:
       ]
       for m in grid.methods
   }
-  seeds = sorted({
-      run["summary"]["seed"] for v in runs.values() for run in v
-  })
+  others: dict[tuple, list[str]] = {}
+  for m, s in grid.method_seeds:
+    others.setdefault(s, []).append(m)
+  seeds = f"seeds {list(grid.seeds)}" + "".join(
+      f" ({list(s)} for {', '.join(ms)})" for s, ms in others.items()
+  )
   lines = [
-      f"Configs: {', '.join(grid.configs)}; seeds {seeds}; "
+      f"Configs: {', '.join(grid.configs)}; {seeds}; "
       f"{grid.num_epochs} epochs, "
       + (
           f"lr decayed at epochs {list(milestones_used)}.\n"
@@ -168,8 +163,17 @@ def markdown_report(grid, milestones_used, runs) -> str:
       "Fraction of the mislabeled training examples that the model predicts "
       "as their wrong label.\n\n",
       table(lambda run: run["summary"]["last_memorization"]),
+      *(
+          ["\n## Label precision of the selection at the last epoch\n\n"
+           "Fraction of the examples a method trained on in its last epoch "
+           "whose label is clean (the Co-teaching paper's figure; curves in "
+           "label_precision.png).\n\n", precision]
+          if precision else []
+      ),
       "\n## Selected by noisy validation accuracy\n\n",
       _selected_by_validation(grid, settings, runs),
+      rate_report.split_constant_section(grid, runs),
+      rate_report.estimates_section(grid, runs),
       "\n## Cost\n\n| method | runs | median s/epoch (incl. evaluation) |\n"
       "|---|---|---|\n",
   ]
@@ -184,45 +188,6 @@ def _dataset_of(runs) -> str | None:
     for run in found:
       return run["summary"]["dataset"]
   return None
-
-
-def plot_curves(grid, runs, metric, ylabel, path) -> None:
-  """One panel per setting, one line per method: mean over seeds per epoch."""
-  settings = [
-      (c, t, r) for c in grid.configs for t in grid.noise_types
-      for r in grid.noise_rates
-  ]
-  cols = min(4, len(settings))
-  rows = -(-len(settings) // cols)
-  fig, axes = plt.subplots(
-      rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharex=True
-  )
-  for ax, setting in zip(axes.flat, settings):
-    for m in grid.methods:
-      histories = [run["history"] for run in runs[(*setting, m)]]
-      if not histories:
-        continue
-      epochs = min(len(h) for h in histories)
-      values = [
-          statistics.fmean(
-              100 * h[e][metric] for h in histories if h[e][metric] is not None
-          )
-          for e in range(epochs)
-      ]
-      ax.plot(range(1, epochs + 1), values, label=m)
-    ax.set_title(_setting_name(*setting, len(grid.configs) > 1))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-  for ax in axes.flat[len(settings):]:
-    ax.axis("off")
-  if axes.flat[0].get_legend_handles_labels()[0]:
-    axes.flat[0].legend()
-  fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png", dpi=100)
-  plt.close(fig)
-  atomic.write_atomic(path, buffer.getvalue())
 
 
 def report(grid, milestones, results_dir) -> str:
@@ -247,12 +212,15 @@ def report(grid, milestones, results_dir) -> str:
       )
       + "\n",
   )
-  plot_curves(
-      grid, runs, "test_acc", "test accuracy (%)",
-      os.path.join(results_dir, "test_accuracy.png"),
-  )
-  plot_curves(
-      grid, runs, "memorization", "memorized mislabeled (%)",
-      os.path.join(results_dir, "memorization.png"),
+  for metric, ylabel, name in (
+      ("test_acc", "test accuracy (%)", "test_accuracy.png"),
+      ("memorization", "memorized mislabeled (%)", "memorization.png"),
+      ("label_precision", "label precision of the selection (%)",
+       "label_precision.png"),
+  ):
+    plots.plot_curves(grid, runs, metric, ylabel,
+                      os.path.join(results_dir, name), used)
+  rate_report.plot_split_constant(
+      grid, runs, os.path.join(results_dir, "split_constant.png")
   )
   return text

@@ -14,7 +14,13 @@ Presets (--grid, experiments/grid.py), each overridable flag by flag:
 * main: the memorization regime (configs/fashion_mnist_mlp_memorize.py: MLP,
   4,000 Fashion-MNIST images, constant rate, 50 epochs) at 40% symmetric
   noise, ce vs cdr_ref vs cdr_paper, 1 seed: a few minutes on 2 CPU cores;
-* memorize_table: the same regime, 8 noise settings, 3 seeds;
+* memorize_table: the same regime, 8 noise settings, every method, 3 seeds
+  for ce / cdr_ref / cdr_paper and 2 for each baseline (--runs_per_program=2
+  trains a cell's seeds together);
+* tau_sweep: cdr_ref with the split constant 0.1..0.7, 8 settings, 1 seed:
+  the paper's Table 2 (located constant vs noise rate);
+* unknown_tau: cdr_ref with tau from the oracle, anchor points or confident
+  learning after a CE warm-up, 8 settings, 1 seed;
 * fmnist_table: Fashion-MNIST, LeNet-5, {symmetric, asymmetric, pairflip,
   instance} x {20%, 40%}, ce vs cdr_ref, 2 seeds, 8 epochs: about an hour;
 * fmnist_mlp: Fashion-MNIST, MLP 784-1024-1024-10 on all images, symmetric
@@ -101,6 +107,8 @@ def resolve_grid() -> tuple[grid_lib.Grid, tuple[int, ...] | None]:
       "seeds": _SEEDS.value and _parse(_SEEDS.value, int, "seeds"),
       "num_epochs": _NUM_EPOCHS.value,
   }
+  if overrides["seeds"]:  # --seeds applies to every method.
+    overrides["method_seeds"] = ()
   grid = dataclasses.replace(
       grid_lib.PRESETS[_GRID.value],
       **{k: v for k, v in overrides.items() if v is not None},

@@ -1,0 +1,112 @@
+"""Per-epoch curves of a grid: one panel per noise setting, one line per method.
+
+Each line is the mean over the method's seeds; a dot marks the epoch of its
+best mean noisy-validation accuracy (the epoch the paper's protocol reports),
+dashed lines the protocol's learning-rate drops, and the title names the
+dataset, model and seeds, so that a plot read on its own says what it shows.
+"""
+
+import io
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from experiments import atomic
+
+_SHORT = {"symmetric": "sym", "asymmetric": "asym", "pairflip": "pair",
+          "instance": "inst", "none": "clean"}
+
+
+def setting_name(config_name, noise_type, rate, multi_config) -> str:
+  name = f"{_SHORT.get(noise_type, noise_type)} {round(100 * rate)}"
+  return f"{config_name} {name}" if multi_config else name
+
+
+def mean_curve(histories, metric) -> list[float] | None:
+  """Per epoch, the mean of `metric` over the runs that log it; None if none do."""
+  epochs = min(len(h) for h in histories)
+  curve = []
+  for e in range(epochs):
+    values = [h[e][metric] for h in histories if h[e].get(metric) is not None]
+    if not values:
+      return None
+    curve.append(statistics.fmean(values))
+  return curve
+
+
+def _title(grid, runs) -> str:
+  summaries = [run["summary"] for found in runs.values() for run in found]
+  if not summaries:
+    return ""
+  datasets = sorted({s["dataset"] for s in summaries})
+  models = sorted({s["model"] for s in summaries})
+  seeds = sorted({s["seed"] for s in summaries})
+  return (
+      f"{', '.join(datasets)}, {', '.join(models)} ({', '.join(grid.configs)}); "
+      f"mean over seeds {seeds}; dot = best noisy-val epoch"
+  )
+
+
+def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
+  """Writes the figure of `metric` to `path` (atomically).
+
+  Args:
+    grid: the grid (its settings and methods, in order).
+    runs: `report.load_runs`'s finished runs by (config, type, rate, method).
+    metric: a key of the per-epoch records, e.g. "test_acc".
+    ylabel: the y axis' label; values are plotted in %.
+    path: the PNG to write.
+    milestones: 1-based epochs from which the learning rate drops.
+
+  Returns:
+    Whether any method logs `metric` (nothing is written otherwise).
+  """
+  settings = [
+      (c, t, r) for c in grid.configs for t in grid.noise_types
+      for r in grid.noise_rates
+  ]
+  cols = min(4, len(settings))
+  rows = -(-len(settings) // cols)
+  fig, axes = plt.subplots(
+      rows, cols, figsize=(4 * cols, 3 * rows + 0.6), squeeze=False,
+      sharex=True,
+  )
+  drawn = False
+  for ax, setting in zip(axes.flat, settings):
+    for m in grid.methods:
+      histories = [run["history"] for run in runs[(*setting, m)]]
+      if not histories or (curve := mean_curve(histories, metric)) is None:
+        continue
+      drawn = True
+      epochs = range(1, len(curve) + 1)
+      (line,) = ax.plot(epochs, [100 * v for v in curve], label=m)
+      val = mean_curve(histories, "val_acc")
+      if val:
+        best = val.index(max(val))
+        ax.plot(best + 1, 100 * curve[best], "o", color=line.get_color())
+    for k, epoch in enumerate(milestones):
+      ax.axvline(epoch - 0.5, color="gray", linestyle="--", linewidth=0.8,
+                 label="lr drop" if k == 0 else None)
+    ax.set_title(setting_name(*setting, len(grid.configs) > 1))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+  if not drawn:
+    plt.close(fig)
+    return False
+  for ax in axes.flat[len(settings):]:
+    ax.axis("off")
+  handles, labels = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)),
+             fontsize="small")
+  fig.suptitle(_title(grid, runs), fontsize="medium")
+  legend_rows = -(-len(labels) // 7)
+  fig.tight_layout(rect=(0, 0.04 * legend_rows / rows, 1, 1))
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
+  plt.close(fig)
+  atomic.write_atomic(path, buffer.getvalue())
+  return True

@@ -1,0 +1,123 @@
+"""Tests for the grid report: tables, the noise-rate sections and the plots,
+on synthetic runs (no training)."""
+
+import dataclasses
+
+import pytest
+
+from experiments import grid as grid_lib
+from experiments import plots
+from experiments import rate_report
+from experiments import report
+
+
+def _run(seed, val, test, *, precision=None, method_report=None, epochs=3):
+  history = [
+      {"epoch": e + 1, "val_acc": val * (e + 1) / epochs,
+       "test_acc": test * (e + 1) / epochs, "memorization": 0.1 * e,
+       **({"label_precision": precision} if precision is not None else {})}
+      for e in range(epochs)
+  ]
+  summary = {
+      "dataset": "fashion_mnist", "model": "mlp", "seed": seed,
+      "best_val_acc": val, "test_acc_at_best_val": test,
+      "last_test_acc": test, "last_memorization": 0.2,
+      "realized_noise_rate": 0.41, "seconds_per_epoch_median": 1.0,
+      **({"method_report": method_report} if method_report else {}),
+  }
+  return {"summary": summary, "history": history}
+
+
+def _grid(methods, **kw):
+  return grid_lib.Grid(("cfg",), ("symmetric",), (0.4,), methods, (0, 1), 3, **kw)
+
+
+def test_grid_seeds_per_method_and_the_seeds_flag_override():
+  g = grid_lib.PRESETS["memorize_table"]
+  runs = grid_lib.runs(g)
+  assert sum(r[3] == "ce" for r in runs) == 8 * 3
+  assert sum(r[3] == "gce" for r in runs) == 8 * 2
+  assert {r[4] for r in runs if r[3] == "s2e"} == {0, 1}
+  assert len(g.methods) == 13  # every registered method
+  # What --seeds does: every method gets those seeds.
+  overridden = dataclasses.replace(g, seeds=(5,), method_seeds=())
+  assert {r[4] for r in grid_lib.runs(overridden)} == {5}
+
+
+def test_split_constant_is_located_by_validation_not_test():
+  g = _grid(("cdr_ref:tau=0.2", "cdr_ref:tau=0.4", "cdr_ref:tau=0.6"))
+  setting = ("cfg", "symmetric", 0.4)
+  runs = {
+      (*setting, "cdr_ref:tau=0.2"): [_run(0, 0.50, 0.90), _run(1, 0.50, 0.90)],
+      (*setting, "cdr_ref:tau=0.4"): [_run(0, 0.60, 0.70), _run(1, 0.62, 0.72)],
+      (*setting, "cdr_ref:tau=0.6"): [_run(0, 0.55, 0.80)],
+  }
+  assert rate_report.swept_taus(g) == {
+      "cdr_ref:tau=0.2": 0.2, "cdr_ref:tau=0.4": 0.4, "cdr_ref:tau=0.6": 0.6
+  }
+  text = rate_report.split_constant_section(g, runs)
+  # located 0.40 (val 0.61), paper's F-MNIST sym 40 = 0.40, test 71.00 there
+  # and at tau = rate; the best test (90.00) is at 0.20.
+  assert "| sym 40 | 0.40 | 0.40 | 0.40 | 71.00 | 71.00 | 90.00 (0.20) |" in text
+  # Not a sweep: no section, no plot.
+  assert rate_report.split_constant_section(_grid(("ce", "cdr_ref")), runs) == ""
+  assert rate_report.swept_taus(_grid(("cdr_ref:tau=0.2", "ce"))) is None
+
+
+def test_split_constant_plot_is_written(tmp_path):
+  g = _grid(("cdr_ref:tau=0.2", "cdr_ref:tau=0.4"))
+  setting = ("cfg", "symmetric", 0.4)
+  runs = {(*setting, m): [_run(0, 0.5, 0.7)] for m in g.methods}
+  assert rate_report.plot_split_constant(g, runs, tmp_path / "s.png")
+  assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+  assert not rate_report.plot_split_constant(_grid(("ce",)), runs, tmp_path / "t.png")
+  assert not (tmp_path / "t.png").exists()
+
+
+def test_estimates_section_sets_estimates_beside_truth_and_oracle():
+  g = _grid(("cdr_ref", "cdr_ref:tau_source='anchor'", "forward", "ce"))
+  setting = ("cfg", "symmetric", 0.4)
+  runs = {
+      (*setting, "cdr_ref"): [_run(0, 0.6, 0.80)],
+      (*setting, "cdr_ref:tau_source='anchor'"): [
+          _run(0, 0.6, 0.70, method_report={"estimated_tau": 0.30}),
+          _run(1, 0.6, 0.74, method_report={"estimated_tau": 0.36}),
+      ],
+      (*setting, "forward"): [_run(0, 0.6, 0.75, method_report={
+          "noise_rate_hat": 0.38, "cl_noise_rate_hat": 0.42,
+          "max_abs_error": 0.1, "cl_max_abs_error": 0.2})],
+      (*setting, "ce"): [_run(0, 0.6, 0.7)],
+  }
+  text = rate_report.estimates_section(g, runs)
+  assert ("| sym 40 | cdr_ref:tau_source='anchor' | 0.40 (0.410) | 0.330 | - "
+          "| - | - | 72.00 | 80.00 |") in text
+  assert "| sym 40 | forward | 0.40 (0.410) | 0.380 | 0.420 | 0.100 | 0.200 | 75.00 | - |" in text
+  assert "| ce |" not in text and "| cdr_ref |" not in text
+  assert rate_report.estimates_section(_grid(("ce",)), {(*setting, "ce"): []}) == ""
+
+
+def test_label_precision_table_and_plot_only_for_methods_that_select(tmp_path):
+  g = _grid(("ce", "coteaching"))
+  setting = ("cfg", "symmetric", 0.4)
+  runs = {
+      (*setting, "ce"): [_run(0, 0.6, 0.7), _run(1, 0.6, 0.7)],
+      (*setting, "coteaching"): [_run(0, 0.6, 0.8, precision=0.9),
+                                 _run(1, 0.6, 0.8, precision=0.8)],
+  }
+  text = report.markdown_report(g, (), runs)
+  section = text[text.index("## Label precision"):]
+  assert "| coteaching | 85.00+-7.07 |" in section
+  assert "| ce |" not in section.split("## Selected")[0]
+  assert plots.plot_curves(g, runs, "label_precision", "p", tmp_path / "p.png", (2,))
+  only_ce = {k: v for k, v in runs.items() if k[3] == "ce"}
+  only_ce[(*setting, "coteaching")] = []
+  assert not plots.plot_curves(g, only_ce, "label_precision", "p", tmp_path / "q.png")
+  assert not (tmp_path / "q.png").exists()
+  assert "## Label precision" not in report.markdown_report(g, (), only_ce)
+
+
+def test_mean_curve_is_per_epoch_and_stops_at_the_shortest_run():
+  a = [{"m": 0.2}, {"m": 0.4}, {"m": 0.6}]
+  b = [{"m": 0.4}, {"m": 0.6}]
+  assert plots.mean_curve([a, b], "m") == pytest.approx([0.3, 0.5])
+  assert plots.mean_curve([a], "other") is None
