@@ -41,6 +41,11 @@ class Entry(NamedTuple):
   make: Callable[[Context], Method]
   # Raises ValueError for out-of-range hyperparameters, before any data loads.
   check_args: Callable[[ml_collections.ConfigDict], None] = lambda args: None
+  # Raises ValueError for hyperparameters that do not fit the rest of the
+  # config (epochs, batch size, dataset): (args, config) -> None.
+  check_config: Callable[
+      [ml_collections.ConfigDict, ml_collections.ConfigDict], None
+  ] = lambda args, config: None
 
 
 def _entry(module) -> Entry:
@@ -48,17 +53,19 @@ def _entry(module) -> Entry:
   return Entry(
       module.DESCRIPTION, module.default_args, module.make,
       getattr(module, "check_args", Entry._field_defaults["check_args"]),
+      getattr(module, "check_config", Entry._field_defaults["check_config"]),
   )
 
 
 REGISTRY: dict[str, Entry] = {
     "ce": _entry(ce),
     "cdr_ref": Entry(
-        cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref, cdr.check_args
+        cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref,
+        cdr.check_args, cdr.check_config,
     ),
     "cdr_paper": Entry(
         cdr.DESCRIPTION_PAPER, cdr.default_args_paper, cdr.make_paper,
-        cdr.check_args,
+        cdr.check_args, cdr.check_config,
     ),
     **{
         module.__name__.rsplit(".", 1)[1]: _entry(module)
@@ -81,10 +88,12 @@ def get(name: str) -> Entry:
 
 
 def args_of(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The chosen method's hyperparameters, checked."""
+  """The chosen method's hyperparameters, checked alone and against the
+  rest of the config."""
   entry = get(config.method)
   args = config.method_args.get(config.method, ml_collections.ConfigDict())
   entry.check_args(args)
+  entry.check_config(args, config)
   return args
 
 

@@ -93,6 +93,13 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     )
 
 
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  alpha_beta(args, config.dataset)
+
+
 def alpha_beta(
     args: ml_collections.ConfigDict, dataset: str
 ) -> tuple[float, float]:

@@ -79,6 +79,14 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     )
 
 
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  if args.tau_source != "oracle":
+    cdr_unknown_rate.warmup_epochs(args, config.num_epochs)
+
+
 def tau(ctx: Context) -> float:
   """The configured tau, or the true noise rate (the paper's oracle)."""
   return ctx.noise_rate if ctx.args.tau is None else ctx.args.tau

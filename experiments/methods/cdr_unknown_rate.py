@@ -20,6 +20,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -34,16 +35,16 @@ from experiments.methods.base import Phase
 TAU_SOURCES = ("oracle", "anchor", "cleanlab")
 
 
-def warmup_epochs(ctx: Context) -> int:
+def warmup_epochs(args: ml_collections.ConfigDict, num_epochs: int) -> int:
   """The configured warm-up, or 10% of the run (at least one epoch), as the
   T-Revision code's 20 of 200 epochs."""
-  epochs = ctx.args.warmup_epochs
+  epochs = args.warmup_epochs
   if epochs is None:
-    epochs = max(1, round(0.1 * ctx.config.num_epochs))
-  if not 1 <= epochs < ctx.config.num_epochs:
+    epochs = max(1, round(0.1 * num_epochs))
+  if not 1 <= epochs < num_epochs:
     raise errors.UserError(
         f"method_args warmup_epochs={epochs} must be in [1, num_epochs="
-        f"{ctx.config.num_epochs}): tau would never be estimated or used."
+        f"{num_epochs}): tau would never be estimated or used."
     )
   return epochs
 
@@ -67,7 +68,7 @@ def make(
     build_tx: the method's optimizer as a function of tau.
     optimizer_metrics: the method's diagnostics of the optimizer state.
   """
-  num_warmup = warmup_epochs(ctx)
+  num_warmup = warmup_epochs(ctx.args, ctx.config.num_epochs)
   tx = optax.inject_hyperparams(build_tx, static_args=())(tau=0.0)
 
   def metrics(opt_state):

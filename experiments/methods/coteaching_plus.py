@@ -91,11 +91,18 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     )
 
 
-def init_epoch(ctx: Context) -> int:
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  init_epoch(args, config.dataset)
+
+
+def init_epoch(args: ml_collections.ConfigDict, dataset: str) -> int:
   """args.init_epoch, or the official value of the dataset."""
-  if ctx.args.init_epoch is not None:
-    return ctx.args.init_epoch
-  dataset = specs.canonical_name(ctx.config.dataset)
+  if args.init_epoch is not None:
+    return args.init_epoch
+  dataset = specs.canonical_name(dataset)
   if dataset not in INIT_EPOCH:
     raise errors.UserError(
         f"coteaching_plus has no init_epoch for {dataset!r}; set "
@@ -133,7 +140,7 @@ def select_in_disagreement(ctx: Context):
 
 
 def make(ctx: Context) -> Method:
-  epochs = init_epoch(ctx)
+  epochs = init_epoch(ctx.args, ctx.config.dataset)
   phases = ()
   if epochs:
     phases = (small_loss.SelectionPhase(

@@ -57,6 +57,7 @@ from ml_collections import config_dict
 import optax
 
 from experiments import errors
+from experiments.data import specs
 from experiments.methods import losses
 from experiments.methods import supervised
 from experiments.methods.base import Batch
@@ -100,6 +101,14 @@ def check_args(args: ml_collections.ConfigDict) -> None:
   for name in ("learning_rate", "momentum", "weight_decay"):
     if args[name] < 0:
       raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
+
+
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  del args
+  check_batch_size(config.batch_size, specs.get_spec(config.dataset).num_classes)
 
 
 def check_batch_size(batch_size: int, num_classes: int) -> None:

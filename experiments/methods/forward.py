@@ -104,10 +104,9 @@ def check_estimation_args(args: ml_collections.ConfigDict) -> None:
     )
 
 
-def warmup_epochs(ctx: Context) -> int:
+def warmup_epochs(args: ml_collections.ConfigDict, num_epochs: int) -> int:
   """The configured warm-up, or 10% of the run (at least one epoch)."""
-  num_epochs = ctx.config.num_epochs
-  epochs = ctx.args.warmup_epochs
+  epochs = args.warmup_epochs
   if epochs is None:
     epochs = max(1, round(0.1 * num_epochs))
   if epochs > num_epochs:
@@ -116,6 +115,24 @@ def warmup_epochs(ctx: Context) -> int:
         " the transition matrix would never be estimated."
     )
   return epochs
+
+
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  if args.transition == "oracle":
+    _check_oracle(config.noise_type)
+  else:
+    warmup_epochs(args, config.num_epochs)
+
+
+def _check_oracle(noise_type: str) -> None:
+  if noise_type == "instance":
+    raise errors.UserError(
+        "transition='oracle' needs a class-level transition matrix;"
+        f" {noise_type!r} noise has none. Use 'estimate'."
+    )
 
 
 def true_transition(ctx: Context) -> np.ndarray | None:
@@ -218,12 +235,9 @@ def make(ctx: Context) -> Method:
   ce = supervised.supervised(ctx, tx)
   true = true_transition(ctx)
   oracle = ctx.args.transition == "oracle"
-  if oracle and true is None:
-    raise errors.UserError(
-        "transition='oracle' needs a class-level transition matrix;"
-        f" {ctx.config.noise_type!r} noise has none. Use 'estimate'."
-    )
-  num_warmup = 0 if oracle else warmup_epochs(ctx)
+  if oracle:
+    _check_oracle(ctx.config.noise_type)
+  num_warmup = 0 if oracle else warmup_epochs(ctx.args, ctx.config.num_epochs)
 
   def init(key: jax.Array) -> ForwardState:
     estimate = estimation.placeholder(ctx.num_classes)

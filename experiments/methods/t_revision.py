@@ -99,11 +99,19 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     )
 
 
-def stage_epochs(ctx: Context) -> tuple[int, int, int]:
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  stage_epochs(args, config.num_epochs)
+
+
+def stage_epochs(
+    args: ml_collections.ConfigDict, num_epochs: int
+) -> tuple[int, int, int]:
   """(warm-up, reweighting, revision) epochs, summing to num_epochs."""
-  num_epochs = ctx.config.num_epochs
-  warmup = forward.warmup_epochs(ctx)
-  revision = ctx.args.revision_epochs
+  warmup = forward.warmup_epochs(args, num_epochs)
+  revision = args.revision_epochs
   if revision is None:
     revision = (num_epochs - warmup + 1) // 2
   if warmup + revision > num_epochs:
@@ -165,7 +173,9 @@ def _with_weight_decay(ctx: Context) -> Context:
 
 def make(ctx: Context) -> Method:
   network = ctx.network
-  num_warmup, num_reweight, num_revision = stage_epochs(ctx)
+  num_warmup, num_reweight, num_revision = stage_epochs(
+      ctx.args, ctx.config.num_epochs
+  )
   tx = supervised.sgd_weight_decay(_with_weight_decay(ctx))
   # torch's Adam(weight_decay): L2 added to the gradient before Adam.
   tx_revision = optax.chain(

@@ -106,7 +106,7 @@ def make_context(
 )
 def test_warmup_is_a_tenth_of_the_run_unless_set(num_epochs, warmup, expected):
   ctx = make_context(num_epochs=num_epochs, warmup_epochs=warmup)
-  assert forward.warmup_epochs(ctx) == expected
+  assert forward.warmup_epochs(ctx.args, num_epochs) == expected
   method = forward.make(ctx)
   assert [p.name for p in method.phases] == ["warmup", "forward"]
   assert [p.num_epochs for p in method.phases] == [

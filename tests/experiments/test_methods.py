@@ -402,3 +402,35 @@ def test_contract_on_2_fake_devices():
   )
   assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
   assert f"{len(methods.REGISTRY)} passed" in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize(
+    "method, fields, message",
+    [
+        ("dmi", {"batch_size": 8}, "DMI needs batch_size >= num_classes"),
+        ("apl", {"dataset": "food101"}, "APL has no official alpha/beta"),
+        ("coteaching_plus", {"dataset": "food101"}, "no init_epoch for 'food101'"),
+        ("forward", {"noise_type": "instance", "args": {"transition": "oracle"}},
+         "transition='oracle' needs a class-level transition matrix"),
+        ("forward", {"num_epochs": 3, "args": {"warmup_epochs": 4}},
+         "warmup_epochs=4 exceeds num_epochs=3"),
+        ("t_revision", {"num_epochs": 5, "args": {"warmup_epochs": 2, "revision_epochs": 4}},
+         "warmup_epochs=2 \\+ revision_epochs=4 exceed num_epochs=5"),
+        ("cdr_ref", {"num_epochs": 3, "args": {"tau_source": "anchor", "warmup_epochs": 3}},
+         "warmup_epochs=3 must be in \\[1, num_epochs=3\\)"),
+    ],
+)
+def test_config_dependent_mistakes_are_found_before_any_data_loads(
+    method, fields, message
+):
+  from experiments import run_config  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.method = method
+  for field, value in fields.pop("args", {}).items():
+    config.method_args[method][field] = value
+  for field, value in fields.items():
+    config[field] = value
+  with pytest.raises(ValueError, match=message):
+    run_config.validate(config)
+  # The same config with the method's defaults and the default protocol runs.
+  run_config.validate(default.get_config())

@@ -219,15 +219,13 @@ def test_co_teaching_plus_without_disagreement_follows_the_official_fallback(
 
 
 def test_co_teaching_plus_init_epoch_per_dataset():
-  ctx = _plus_context()
-  assert coteaching_plus.init_epoch(ctx) == 0  # The default config: F-MNIST.
-  for dataset, expected in (("mnist", 0), ("cifar10", 20), ("CIFAR100", 5)):
-    ctx.config.dataset = dataset
-    assert coteaching_plus.init_epoch(ctx) == expected
-  ctx.config.dataset = "food101"
+  args = _plus_context().args
+  for dataset, expected in (("fashion_mnist", 0), ("mnist", 0),
+                            ("cifar10", 20), ("CIFAR100", 5)):
+    assert coteaching_plus.init_epoch(args, dataset) == expected
   with pytest.raises(ValueError, match="init_epoch"):
-    coteaching_plus.init_epoch(ctx)
-  assert coteaching_plus.init_epoch(_plus_context(init_epoch=3)) == 3
+    coteaching_plus.init_epoch(args, "food101")
+  assert coteaching_plus.init_epoch(_plus_context(init_epoch=3).args, "food101") == 3
 
 
 # ---------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_revision_loss_teaches_delta_t_through_the_weights():
 )
 def test_stages_split_the_run(num_epochs, args, expected):
   ctx = make_context("t_revision", num_epochs=num_epochs, **args)
-  assert t_revision.stage_epochs(ctx) == expected
+  assert t_revision.stage_epochs(ctx.args, num_epochs) == expected
   method = t_revision.make(ctx)
   assert [(p.name, p.num_epochs) for p in method.phases] == list(
       zip(("warmup", "reweight", "revision"), expected)
