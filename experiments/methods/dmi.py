@@ -181,6 +181,8 @@ def make(ctx: Context) -> Method:
     inner, metrics = dmi.train_step(
         supervised.SupervisedState(state.net, state.dmi_opt_state), batch, info
     )
+    # The loop logs the protocol's rate unless the step reports its own.
+    metrics = {**metrics, "learning_rate": jnp.float32(args.learning_rate)}
     return state._replace(net=inner.net, dmi_opt_state=inner.opt_state), metrics
 
   def predict(state: DMIState, images: jax.Array) -> jax.Array:

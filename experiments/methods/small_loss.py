@@ -219,6 +219,11 @@ def make(
           "selected": selected,
           **chosen.metrics,
       }
+      if ctx.args.optimizer != "sgd":
+        # The loop logs the protocol's rate unless the step reports its own.
+        metrics["learning_rate"] = learners[0].opt_state.hyperparams[
+            "learning_rate"
+        ]
       return SmallLossState(tuple(learners), record), metrics
 
     return train_step

@@ -224,6 +224,8 @@ def make(ctx: Context) -> Method:
         "train_loss": value,
         "train_running_acc": losses.accuracy(logits, batch.labels),
         "delta_abs_max": jnp.max(jnp.abs(delta)),
+        # The loop logs the protocol's rate unless the step reports its own.
+        "learning_rate": jnp.float32(ctx.args.revision_learning_rate),
     }
     return TRevisionState(model, opt_state, state.estimate, delta), metrics
 

@@ -169,5 +169,7 @@ def test_metrics_show_the_ce_phase_then_dmi(tmp_path):
   assert [r["phase"] for r in history] == ["ce", "train", "train"]
   # Epochs 2 and 3 use DMI's optimizer (lr 0 here), not the protocol's.
   assert history[1]["test_acc"] == history[2]["test_acc"]
+  # The log shows the rate each phase used: the protocol's, then DMI's.
+  assert [r["learning_rate"] for r in history] == pytest.approx([0.01, 0.0, 0.0])
   # L_DMI with 16 examples and 10 classes is near -log(1e-3), not CE's ~2.3.
   assert history[1]["train_loss"] > 4.0

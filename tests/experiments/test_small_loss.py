@@ -392,3 +392,18 @@ def test_forget_rate_defaults_to_the_noise_rate():
   assert small_loss.forget_rate(_context("coteaching", noise_rate=0.3)) == 0.3
   ctx = _context("coteaching", noise_rate=0.3, forget_rate=0.1)
   assert small_loss.forget_rate(ctx) == 0.1
+
+
+def test_the_log_shows_adams_rate_not_the_protocols(tmp_path):
+  from experiments import train  # pylint: disable=g-import-not-at-top
+  from conftest import make_tiny_config, make_tiny_dataset, read_metrics  # pylint: disable=g-import-not-at-top
+  config = make_tiny_config(
+      model="mlp", mlp_hidden=(16,), num_epochs=3, method="mentornet"
+  )
+  config.method_args.mentornet.optimizer = "adam"
+  config.method_args.mentornet.adam_decay_start = 1
+  train.train_and_evaluate(config, str(tmp_path), make_tiny_dataset())
+  # 1e-3 x min((3 - e) / 2, 1) for the 0-based epochs e = 0, 1, 2.
+  rates = [r["learning_rate"] for r in read_metrics(str(tmp_path))]
+  assert rates == pytest.approx([1e-3, 1e-3, 5e-4])
+  assert config.learning_rate != 1e-3

@@ -114,6 +114,7 @@ def test_three_stages_and_the_estimate(tmp_path):
   assert [r["phase"] for r in history] == ["warmup", "reweight", "revision"]
   # Adam moves Delta T by about its rate (5e-7) per step.
   assert 0.0 < history[2]["delta_abs_max"] < 1e-4
+  assert [r["learning_rate"] for r in history] == pytest.approx([0.01, 0.01, 5e-7])
   report = summary["method_report"]
   transition = np.load(tmp_path / "transition.npy")
   revised = np.load(tmp_path / "revised_transition.npy")
