@@ -38,8 +38,16 @@ def as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def differences(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
-  """Fields (outside RESUMABLE_CHANGES) whose values differ, as strings."""
+  """Fields (outside RESUMABLE_CHANGES) whose values differ, as strings.
+
+  A method argument that `saved` lacks counts as its default: an argument
+  added to a method defaults to the method's former behaviour, so a run
+  saved before it existed is the same run.
+  """
   current = as_dict(config)
+  if isinstance(saved.get("method_args"), dict) and saved.get("method") == config.method:
+    defaults = json.loads(json.dumps(methods.get(config.method).default_args().to_dict()))
+    saved = {**saved, "method_args": {**defaults, **saved["method_args"]}}
   return [
       f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
       for k in sorted(saved.keys() | current.keys())

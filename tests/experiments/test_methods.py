@@ -434,3 +434,19 @@ def test_config_dependent_mistakes_are_found_before_any_data_loads(
     run_config.validate(config)
   # The same config with the method's defaults and the default protocol runs.
   run_config.validate(default.get_config())
+
+
+def test_a_run_saved_before_a_method_argument_existed_is_the_same_run():
+  from experiments import run_config  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.method = "cdr_ref"
+  saved = run_config.as_dict(config)
+  assert run_config.differences(saved, config) == []
+  del saved["method_args"]["tau_source"]  # as saved before tau_source existed
+  assert run_config.differences(saved, config) == []
+  config.method_args.cdr_ref.tau_source = "anchor"  # not the former behaviour
+  # The message compares it with the default it stood for.
+  (message,) = run_config.differences(saved, config)
+  before, after = message.split(" -> ")
+  assert before.startswith("method_args:") and "'tau_source': 'oracle'" in before
+  assert "'tau_source': 'anchor'" in after
