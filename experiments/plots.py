@@ -74,15 +74,18 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
       rows, cols, figsize=(4 * cols, 3 * rows + 0.6), squeeze=False,
       sharex=True,
   )
+  # One colour per method across panels; tab10 repeats beyond 10 methods.
+  cmap = plt.get_cmap("tab10" if len(grid.methods) <= 10 else "tab20")
   drawn = False
   for ax, setting in zip(axes.flat, settings):
-    for m in grid.methods:
+    for i, m in enumerate(grid.methods):
       histories = [run["history"] for run in runs[(*setting, m)]]
       if not histories or (curve := mean_curve(histories, metric)) is None:
         continue
       drawn = True
       epochs = range(1, len(curve) + 1)
-      (line,) = ax.plot(epochs, [100 * v for v in curve], label=m)
+      (line,) = ax.plot(epochs, [100 * v for v in curve], label=m,
+                        color=cmap(i))
       val = mean_curve(histories, "val_acc")
       if val:
         best = val.index(max(val))
