@@ -55,11 +55,13 @@ PRESETS = {
         ("fashion_mnist_mlp_memorize",), _ALL_NOISE, (0.2, 0.4),
         tuple(f"cdr_ref:tau={t / 10}" for t in range(1, 8)), (0,), 50,
     ),
-    # CDR without the oracle: tau estimated after a warm-up, beside the oracle.
+    # Without the oracle: CDR's tau and Co-teaching's forget rate estimated
+    # after a warm-up, beside the same methods with the true rate.
     "unknown_tau": Grid(
         ("fashion_mnist_mlp_memorize",), _ALL_NOISE, (0.2, 0.4),
         ("cdr_ref", "cdr_ref:tau_source='anchor'",
-         "cdr_ref:tau_source='cleanlab'"),
+         "cdr_ref:tau_source='cleanlab'", "coteaching",
+         "coteaching:forget_rate_source='anchor'"),
         (0,), 50,
     ),
     # LeNet-5 on the whole training set, 8 epochs: a regime where nothing

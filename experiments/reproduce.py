@@ -20,7 +20,8 @@ Presets (--grid, experiments/grid.py), each overridable flag by flag:
 * tau_sweep: cdr_ref with the split constant 0.1..0.7, 8 settings, 1 seed:
   the paper's Table 2 (located constant vs noise rate);
 * unknown_tau: cdr_ref with tau from the oracle, anchor points or confident
-  learning after a CE warm-up, 8 settings, 1 seed;
+  learning after a warm-up, and Co-teaching with the true or the
+  anchor-point forget rate, 8 settings, 1 seed;
 * fmnist_table: Fashion-MNIST, LeNet-5, {symmetric, asymmetric, pairflip,
   instance} x {20%, 40%}, ce vs cdr_ref, 2 seeds, 8 epochs: about an hour;
 * fmnist_mlp: Fashion-MNIST, MLP 784-1024-1024-10 on all images, symmetric

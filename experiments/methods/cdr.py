@@ -35,6 +35,7 @@ import optax_cdr
 
 from experiments import errors
 from experiments.methods import cdr_unknown_rate
+from experiments.methods import estimation
 from experiments.methods import supervised
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -72,9 +73,9 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     raise errors.UserError(f"method_args tau must be in [0, 1], got {args.tau}.")
   if args.get("lam", 0.0) < 0:
     raise errors.UserError(f"method_args lam must be >= 0, got {args.lam}.")
-  if args.tau_source not in cdr_unknown_rate.TAU_SOURCES:
+  if args.tau_source not in estimation.SOURCES:
     raise errors.UserError(
-        f"method_args tau_source must be one of {cdr_unknown_rate.TAU_SOURCES},"
+        f"method_args tau_source must be one of {estimation.SOURCES},"
         f" got {args.tau_source!r}."
     )
 
@@ -84,7 +85,7 @@ def check_config(
 ) -> None:
   """The checks that need the protocol, before any data loads."""
   if args.tau_source != "oracle":
-    cdr_unknown_rate.warmup_epochs(args, config.num_epochs)
+    estimation.warmup_epochs(args, config.num_epochs)
 
 
 def tau(ctx: Context) -> float:

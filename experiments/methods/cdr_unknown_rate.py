@@ -20,41 +20,15 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from experiments import errors
 from experiments.methods import estimation
 from experiments.methods import supervised
 from experiments.methods.base import Context
 from experiments.methods.base import EpochView
 from experiments.methods.base import Method
 from experiments.methods.base import Phase
-
-TAU_SOURCES = ("oracle", "anchor", "cleanlab")
-
-
-def warmup_epochs(args: ml_collections.ConfigDict, num_epochs: int) -> int:
-  """The configured warm-up, or 10% of the run (at least one epoch), as the
-  T-Revision code's 20 of 200 epochs."""
-  epochs = args.warmup_epochs
-  if epochs is None:
-    epochs = max(1, round(0.1 * num_epochs))
-  if not 1 <= epochs < num_epochs:
-    raise errors.UserError(
-        f"method_args warmup_epochs={epochs} must be in [1, num_epochs="
-        f"{num_epochs}): tau would never be estimated or used."
-    )
-  return epochs
-
-
-def estimate_tau(logits: np.ndarray, labels: np.ndarray, source: str) -> float:
-  """The noise rate estimated from a model's logits on noisy labels."""
-  found = estimation.estimate(logits, labels)
-  value = found.noise_rate if source == "anchor" else found.cl_noise_rate
-  return float(np.clip(value, 0.0, 1.0))
-
 
 def make(
     ctx: Context,
@@ -68,7 +42,7 @@ def make(
     build_tx: the method's optimizer as a function of tau.
     optimizer_metrics: the method's diagnostics of the optimizer state.
   """
-  num_warmup = warmup_epochs(ctx.args, ctx.config.num_epochs)
+  num_warmup = estimation.warmup_epochs(ctx.args, ctx.config.num_epochs)
   tx = optax.inject_hyperparams(build_tx, static_args=())(tau=0.0)
 
   def metrics(opt_state):
@@ -82,7 +56,9 @@ def make(
   def end_epoch(state, epoch: int, view: EpochView):
     if epoch != num_warmup:
       return state
-    tau = estimate_tau(view.predict_train(state), view.train_labels, ctx.args.tau_source)
+    tau = estimation.estimate_rate(
+        view.predict_train(state), view.train_labels, ctx.args.tau_source
+    )
     opt_state = optax.tree_utils.tree_set(
         state.opt_state, tau=jnp.asarray(tau, jnp.float32)
     )

@@ -28,6 +28,7 @@ from experiments.methods.base import Method
 DESCRIPTION = "Co-teaching: two nets, each learns its peer's R(t) smallest losses"
 
 check_args = small_loss.check_args
+check_config = small_loss.check_config
 
 
 def default_args() -> ml_collections.ConfigDict:

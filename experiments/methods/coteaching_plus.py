@@ -95,6 +95,7 @@ def check_config(
     args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
 ) -> None:
   """The checks that need the protocol, before any data loads."""
+  small_loss.check_config(args, config)
   init_epoch(args, config.dataset)
 
 

@@ -37,7 +37,10 @@ References:
 
 from typing import Any, NamedTuple
 
+import ml_collections
 import numpy as np
+
+from experiments import errors
 
 
 class Estimate(NamedTuple):
@@ -155,6 +158,34 @@ def estimate(
       cl_transition.astype(np.float32),
       np.float32(cl_noise_rate),
   )
+
+
+# Where a method's noise rate comes from: the true rate (the papers' oracle)
+# or an estimate from the predictions of a warm-up model.
+SOURCES = ("oracle", "anchor", "cleanlab")
+
+
+def warmup_epochs(args: ml_collections.ConfigDict, num_epochs: int) -> int:
+  """The warm-up before a rate is estimated: ``args.warmup_epochs``, or 10%
+  of the run (at least one epoch), as the T-Revision code's 20 of 200."""
+  epochs = args.warmup_epochs
+  if epochs is None:
+    epochs = max(1, round(0.1 * num_epochs))
+  if not 1 <= epochs < num_epochs:
+    raise errors.UserError(
+        f"method_args warmup_epochs={epochs} must be in [1, num_epochs="
+        f"{num_epochs}): the rate would never be estimated or used."
+    )
+  return epochs
+
+
+def estimate_rate(logits: np.ndarray, labels: np.ndarray, source: str) -> float:
+  """The noise rate estimated from a model's logits on noisy labels by
+  ``source``: "anchor" (1 - sum_i prior_i T_ii of the anchor-point T) or
+  "cleanlab" (confident learning's off-diagonal mass), clipped to [0, 1]."""
+  found = estimate(logits, labels)
+  value = found.noise_rate if source == "anchor" else found.cl_noise_rate
+  return float(np.clip(value, 0.0, 1.0))
 
 
 def relative_error(transition: np.ndarray, true: np.ndarray) -> float:

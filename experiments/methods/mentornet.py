@@ -49,6 +49,7 @@ from experiments.methods.base import Method
 DESCRIPTION = "MentorNet (self-paced): one net learns its R(t) smallest losses"
 
 check_args = small_loss.check_args
+check_config = small_loss.check_config
 
 
 def default_args() -> ml_collections.ConfigDict:

@@ -39,8 +39,20 @@ def keep_counts(rates: np.ndarray, max_candidates: int) -> np.ndarray:
   return np.where(counts == 0, n[None, :], counts).astype(np.int32)
 
 
+def keep_counts_traced(rates: jax.Array, max_candidates: int) -> jax.Array:
+  """`keep_counts` of traced float32 rates (a forget rate in the state).
+
+  The product is float32, not float64: a count can differ from
+  `keep_counts`' by one where R(t) n lies within float32 rounding of an
+  integer.
+  """
+  n = jnp.arange(max_candidates + 1)
+  counts = jnp.floor(rates[:, None] * n[None, :]).astype(jnp.int32)
+  return jnp.where(counts == 0, n[None, :], counts)
+
+
 def keep_count(
-    table: np.ndarray, epoch: jax.Array, num_candidates: jax.Array
+    table: np.ndarray | jax.Array, epoch: jax.Array, num_candidates: jax.Array
 ) -> jax.Array:
   """How many of ``num_candidates`` to keep in (traced) ``epoch``."""
   row = jnp.minimum(epoch, table.shape[0] - 1)

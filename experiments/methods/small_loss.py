@@ -22,6 +22,15 @@ candidate examples with the smallest cross-entropy and train on those only:
   notices; with the protocol's SGD it would shrink the step by the number
   kept (about the batch size), so we take the plain mean.
 
+The forget rate tau is ``forget_rate``, or the true noise rate (the
+official default), or, with ``forget_rate_source="anchor"`` or
+``"cleanlab"``, an estimate: the networks train on every example (tau = 0)
+for ``warmup_epochs`` (default 10% of the run), the noise rate is estimated
+from network 1's predictions on the noisy training split
+(``estimation.estimate_rate``, as CDR with an unknown rate), and R(t)
+continues its ramp with that tau. The estimate is in the state (saved with
+the checkpoint) and in ``report`` as ``estimated_tau``.
+
 Every step returns ``selected``: the examples network 1 (the evaluated one)
 was updated on. Per example the state records how often it was selected and
 the last epochs it was *judged* (a candidate of the selection that fed
@@ -47,11 +56,13 @@ import numpy as np
 import optax
 
 from experiments import errors
+from experiments.methods import estimation
 from experiments.methods import losses
 from experiments.methods import selection
 from experiments.methods import supervised
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
+from experiments.methods.base import EpochView
 from experiments.methods.base import Method
 from experiments.methods.base import NetworkState
 from experiments.methods.base import Phase
@@ -126,6 +137,8 @@ SelectFn = Callable[[tuple[Forward, ...], Batch, StepInfo, np.ndarray], Selectio
 class SmallLossState(NamedTuple):
   learners: tuple[SupervisedState, ...]
   record: selection.SelectionRecord
+  # The estimated forget rate (float32 scalar); None with the oracle's.
+  forget_rate: jax.Array | None = None
 
 
 class SelectionPhase(NamedTuple):
@@ -185,9 +198,17 @@ def make(
   """
   network = ctx.network
   tx = optimizer(ctx)
-  rates = selection.remember_rates(
-      forget_rate(ctx), ctx.args.num_gradual, ctx.args.exponent
-  )
+  estimated = ctx.args.forget_rate_source != "oracle"
+  if estimated:
+    num_warmup = estimation.warmup_epochs(ctx.args, ctx.config.num_epochs)
+    # R(t) = 1 - tau * ramp(t), tau from the state.
+    ramp = 1.0 - selection.remember_rates(
+        1.0, ctx.args.num_gradual, ctx.args.exponent
+    )
+  else:
+    rates = selection.remember_rates(
+        forget_rate(ctx), ctx.args.num_gradual, ctx.args.exponent
+    )
 
   def init(key: jax.Array) -> SmallLossState:
     learners = []
@@ -195,11 +216,21 @@ def make(
       # Network 1 starts where CE starts, for paired comparisons.
       net = network.init(key if i == 0 else jax.random.fold_in(key, i))
       learners.append(SupervisedState(net, tx.init(net.params)))
-    return SmallLossState(tuple(learners), selection.empty_record(ctx.num_train))
+    return SmallLossState(
+        tuple(learners),
+        selection.empty_record(ctx.num_train),
+        jnp.zeros([], jnp.float32) if estimated else None,
+    )
 
   def step_fn(rule: SelectFn, on_probabilities: bool):
     def train_step(state: SmallLossState, batch: Batch, info: StepInfo):
-      table = selection.keep_counts(rates, batch.labels.shape[0])
+      if estimated:
+        table = selection.keep_counts_traced(
+            1.0 - state.forget_rate * jnp.asarray(ramp, jnp.float32),
+            batch.labels.shape[0],
+        )
+      else:
+        table = selection.keep_counts(rates, batch.labels.shape[0])
       fwds = tuple(
           forward(network, learner, batch, on_probabilities)
           for learner in state.learners
@@ -224,9 +255,30 @@ def make(
         metrics["learning_rate"] = learners[0].opt_state.hyperparams[
             "learning_rate"
         ]
-      return SmallLossState(tuple(learners), record), metrics
+      if estimated:
+        metrics["forget_rate"] = state.forget_rate
+      return state._replace(learners=tuple(learners), record=record), metrics
 
     return train_step
+
+  def end_epoch(state: SmallLossState, epoch: int, view: EpochView):
+    if not estimated or epoch != num_warmup:
+      return state
+    rate = estimation.estimate_rate(
+        view.predict_train(state), view.train_labels,
+        ctx.args.forget_rate_source,
+    )
+    return state._replace(forget_rate=jnp.asarray(rate, jnp.float32))
+
+  def report(state: SmallLossState) -> dict[str, Any]:
+    result = selection.report(state)
+    if estimated:
+      result.update(
+          forget_rate_source=ctx.args.forget_rate_source,
+          estimated_tau=float(state.forget_rate),
+          true_noise_rate=ctx.noise_rate,
+      )
+    return result
 
   def predict(state: SmallLossState, images: jax.Array) -> jax.Array:
     net = state.learners[0].net
@@ -240,7 +292,8 @@ def make(
           Phase(p.name, p.num_epochs, step_fn(p.select, p.on_probabilities))
           for p in phases
       ),
-      report=selection.report,
+      end_epoch=end_epoch if estimated else None,
+      report=report,
   )
 
 
@@ -250,6 +303,11 @@ def default_args() -> ml_collections.ConfigDict:
       # tau; None = the true noise rate, as the official default
       # (main.py L22, L112-115).
       "forget_rate": config_dict.placeholder(float),
+      # "oracle": forget_rate (above); "anchor" or "cleanlab": estimated
+      # after warmup_epochs (None = 10% of the run) of training on every
+      # example (see the module docstring). Not in the official code.
+      "forget_rate_source": "oracle",
+      "warmup_epochs": config_dict.placeholder(int),
       # T_k: epochs of the ramp of the forget rate (main.py L24).
       "num_gradual": 10,
       # c (main.py L25).
@@ -270,6 +328,16 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     raise errors.UserError(
         f"method_args forget_rate must be in [0, 1), got {args.forget_rate}."
     )
+  if args.forget_rate_source not in estimation.SOURCES:
+    raise errors.UserError(
+        f"method_args forget_rate_source must be one of {estimation.SOURCES},"
+        f" got {args.forget_rate_source!r}."
+    )
+  if args.forget_rate_source != "oracle" and args.forget_rate is not None:
+    raise errors.UserError(
+        f"method_args forget_rate={args.forget_rate} and forget_rate_source="
+        f"{args.forget_rate_source!r} contradict each other: set one."
+    )
   if args.num_gradual < 0:
     raise errors.UserError(
         f"method_args num_gradual must be >= 0, got {args.num_gradual}."
@@ -280,3 +348,11 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     raise errors.UserError(
         f"method_args optimizer must be 'sgd' or 'adam', got {args.optimizer!r}."
     )
+
+
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  if args.forget_rate_source != "oracle":
+    estimation.warmup_epochs(args, config.num_epochs)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import train
-from experiments.methods import cdr_unknown_rate
+from experiments.methods import estimation
 from conftest import make_tiny_config
 from conftest import make_tiny_dataset
 from conftest import read_metrics
@@ -25,9 +25,9 @@ def test_estimate_tau_from_a_near_perfect_posterior():
   logits = np.log((1 - blur) * transition[clean] + blur / c)
   # A balanced noisy prior: tau_hat = 1 - mean_i T_ii.
   labels = clean
-  tau = cdr_unknown_rate.estimate_tau(logits, labels, "anchor")
+  tau = estimation.estimate_rate(logits, labels, "anchor")
   assert tau == pytest.approx(rate, abs=0.01)
-  assert cdr_unknown_rate.estimate_tau(logits, labels, "cleanlab") != tau
+  assert estimation.estimate_rate(logits, labels, "cleanlab") != tau
 
 
 def _config(**args):

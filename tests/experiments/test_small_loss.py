@@ -407,3 +407,69 @@ def test_the_log_shows_adams_rate_not_the_protocols(tmp_path):
   rates = [r["learning_rate"] for r in read_metrics(str(tmp_path))]
   assert rates == pytest.approx([1e-3, 1e-3, 5e-4])
   assert config.learning_rate != 1e-3
+
+
+def test_traced_keep_counts_match_the_float64_table_off_rounding_ties():
+  rates = selection.remember_rates(0.4, 10, 1.0)
+  traced = np.asarray(
+      selection.keep_counts_traced(jnp.asarray(rates, jnp.float32), 32)
+  )
+  exact = selection.keep_counts(rates, 32)
+  products = rates[:, None] * np.arange(33)[None, :]
+  near_integer = np.abs(products - np.round(products)) < 1e-6
+  np.testing.assert_array_equal(traced[~near_integer], exact[~near_integer])
+  # e.g. R(9) n = 0.64 x 25: 15.999... in float64, 16 in float32.
+  assert np.all(np.abs(traced - exact) <= 1) and near_integer[9, 25]
+
+
+def _estimated_config(**args):
+  from conftest import make_tiny_config  # pylint: disable=g-import-not-at-top
+  config = make_tiny_config(
+      model="mlp", mlp_hidden=(16,), num_epochs=3, method="coteaching",
+      noise_rate=0.4,
+  )
+  config.method_args.coteaching.num_gradual = 0  # the whole tau at once
+  for key, value in {"forget_rate_source": "anchor", "warmup_epochs": 1,
+                     **args}.items():
+    config.method_args.coteaching[key] = value
+  return config
+
+
+def test_estimated_forget_rate_after_a_warmup_and_resume(tmp_path):
+  import copy  # pylint: disable=g-import-not-at-top
+  from experiments import train  # pylint: disable=g-import-not-at-top
+  from conftest import make_tiny_dataset, read_metrics, without_times  # pylint: disable=g-import-not-at-top
+  dataset = make_tiny_dataset()
+  summary = train.train_and_evaluate(
+      _estimated_config(), str(tmp_path / "full"), dataset
+  )
+  history = read_metrics(str(tmp_path / "full"))
+  # Warm-up: tau = 0, every example kept; then the estimate, in the state.
+  assert history[0]["forget_rate"] == 0.0
+  assert history[0]["selected_fraction"] == 1.0
+  report = summary["method_report"]
+  tau_hat = report["estimated_tau"]
+  assert 0.0 < tau_hat < 1.0 and report["true_noise_rate"] == 0.4
+  assert [r["forget_rate"] for r in history[1:]] == pytest.approx([tau_hat] * 2)
+  # int((1 - tau_hat) * 16) of each batch of 16.
+  kept = int((1 - np.float32(tau_hat)) * 16) / 16
+  assert history[1]["selected_fraction"] == pytest.approx(kept)
+  stopped = copy.deepcopy(_estimated_config())
+  stopped.stop_after_epochs = 2
+  assert train.train_and_evaluate(stopped, str(tmp_path / "r"), dataset) is None
+  train.train_and_evaluate(_estimated_config(), str(tmp_path / "r"), dataset)
+  assert without_times(read_metrics(str(tmp_path / "r"))) == without_times(history)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"forget_rate_source": "guess"}, "forget_rate_source must be one of"),
+        ({"forget_rate": 0.2}, "contradict each other"),
+        ({"warmup_epochs": 3}, r"warmup_epochs=3 must be in \[1, num_epochs=3\)"),
+    ],
+)
+def test_bad_estimation_arguments_are_found_before_training(args, message):
+  from experiments import run_config  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=message):
+    run_config.validate(_estimated_config(**args))
