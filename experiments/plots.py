@@ -7,6 +7,7 @@ dataset, model and seeds, so that a plot read on its own says what it shows.
 """
 
 import io
+import math
 import statistics
 
 import matplotlib
@@ -26,15 +27,15 @@ def setting_name(config_name, noise_type, rate, multi_config) -> str:
 
 
 def mean_curve(histories, metric) -> list[float] | None:
-  """Per epoch, the mean of `metric` over the runs that log it; None if none do."""
+  """Per epoch, the mean of `metric` over the runs that log it (NaN, a gap in
+  the plot, where none does: e.g. label precision of an empty selection);
+  None if no epoch has it."""
   epochs = min(len(h) for h in histories)
   curve = []
   for e in range(epochs):
     values = [h[e][metric] for h in histories if h[e].get(metric) is not None]
-    if not values:
-      return None
-    curve.append(statistics.fmean(values))
-  return curve
+    curve.append(statistics.fmean(values) if values else math.nan)
+  return None if all(math.isnan(v) for v in curve) else curve
 
 
 def _title(grid, runs) -> str:
@@ -46,7 +47,7 @@ def _title(grid, runs) -> str:
   seeds = sorted({s["seed"] for s in summaries})
   return (
       f"{', '.join(datasets)}, {', '.join(models)} ({', '.join(grid.configs)}); "
-      f"mean over seeds {seeds}; dot = best noisy-val epoch"
+      f"mean over each method's seeds (of {seeds}); dot = best noisy-val epoch"
   )
 
 
@@ -74,8 +75,10 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
       rows, cols, figsize=(4 * cols, 3 * rows + 0.6), squeeze=False,
       sharex=True,
   )
-  # One colour per method across panels; tab10 repeats beyond 10 methods.
+  # One colour per method across panels; tab10 repeats beyond 10 methods,
+  # so then tab20: its 10 dark hues first, then their light pairs.
   cmap = plt.get_cmap("tab10" if len(grid.methods) <= 10 else "tab20")
+  many = len(grid.methods) > 10
   drawn = False
   for ax, setting in zip(axes.flat, settings):
     for i, m in enumerate(grid.methods):
@@ -85,7 +88,7 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
       drawn = True
       epochs = range(1, len(curve) + 1)
       (line,) = ax.plot(epochs, [100 * v for v in curve], label=m,
-                        color=cmap(i))
+                        color=cmap(2 * i % 20 + (i >= 10) if many else i))
       val = mean_curve(histories, "val_acc")
       if val:
         best = val.index(max(val))
@@ -102,9 +105,13 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
     return False
   for ax in axes.flat[len(settings):]:
     ax.axis("off")
-  handles, labels = axes.flat[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)),
-             fontsize="small")
+  legend = {}  # label -> handle, over every panel (a method may miss some).
+  for ax in axes.flat:
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      legend.setdefault(label, handle)
+  labels = list(legend)
+  fig.legend(legend.values(), labels, loc="lower center",
+             ncol=max(1, min(7, len(labels))), fontsize="small")
   fig.suptitle(_title(grid, runs), fontsize="medium")
   legend_rows = -(-len(labels) // 7)
   fig.tight_layout(rect=(0, 0.04 * legend_rows / rows, 1, 1))

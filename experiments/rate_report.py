@@ -112,6 +112,7 @@ def plot_split_constant(grid, runs, path) -> bool:
   if taus is None:
     return False
   fig, (ax_test, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+  drawn = False
   for setting in _settings(grid):
     points = sorted(
         (taus[m], _test_at_best_val(runs[(*setting, m)]),
@@ -120,6 +121,7 @@ def plot_split_constant(grid, runs, path) -> bool:
     )
     if not points:
       continue
+    drawn = True
     xs = [p[0] for p in points]
     name = plots.setting_name(*setting, len(grid.configs) > 1)
     (line,) = ax_test.plot(xs, [100 * p[1] for p in points], "o-", label=name)
@@ -127,6 +129,9 @@ def plot_split_constant(grid, runs, path) -> bool:
     for ax in (ax_test, ax_val):
       ax.axvline(setting[2], color=line.get_color(), linestyle=":",
                  linewidth=1)
+  if not drawn:
+    plt.close(fig)
+    return False
   ax_test.set_ylabel("test acc at best val (%)")
   ax_val.set_ylabel("best noisy val acc (%)")
   for ax in (ax_test, ax_val):

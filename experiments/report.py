@@ -9,6 +9,7 @@
 * summaries.json: every finished run's summary.
 """
 
+import functools
 import json
 import os
 import statistics
@@ -141,7 +142,8 @@ def markdown_report(grid, milestones_used, runs) -> str:
   }
   others: dict[tuple, list[str]] = {}
   for m, s in grid.method_seeds:
-    others.setdefault(s, []).append(m)
+    if m in grid.methods:
+      others.setdefault(s, []).append(m)
   seeds = f"seeds {list(grid.seeds)}" + "".join(
       f" ({list(s)} for {', '.join(ms)})" for s, ms in others.items()
   )
@@ -212,15 +214,23 @@ def report(grid, milestones, results_dir) -> str:
       )
       + "\n",
   )
-  for metric, ylabel, name in (
-      ("test_acc", "test accuracy (%)", "test_accuracy.png"),
-      ("memorization", "memorized mislabeled (%)", "memorization.png"),
-      ("label_precision", "label precision of the selection (%)",
-       "label_precision.png"),
-  ):
-    plots.plot_curves(grid, runs, metric, ylabel,
-                      os.path.join(results_dir, name), used)
-  rate_report.plot_split_constant(
-      grid, runs, os.path.join(results_dir, "split_constant.png")
+  figures = {
+      name: functools.partial(plots.plot_curves, grid, runs, metric, ylabel,
+                              milestones=used)
+      for metric, ylabel, name in (
+          ("test_acc", "test accuracy (%)", "test_accuracy.png"),
+          ("memorization", "memorized mislabeled (%)", "memorization.png"),
+          ("label_precision", "label precision of the selection (%)",
+           "label_precision.png"),
+      )
+  }
+  figures["split_constant.png"] = functools.partial(
+      rate_report.plot_split_constant, grid, runs
   )
+  for name, plot in figures.items():
+    path = os.path.join(results_dir, name)
+    # A figure with nothing to show is not written; an older one would
+    # describe other runs.
+    if not plot(path=path) and os.path.exists(path):
+      os.remove(path)
   return text

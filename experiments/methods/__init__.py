@@ -37,6 +37,9 @@ class Entry(NamedTuple):
   """A registered method: one line of ``--help`` and how to build it."""
 
   description: str
+  # A new argument must default to the method's former behaviour:
+  # run_config.differences reads an argument missing from a saved run (one
+  # saved before the argument existed) as its default.
   default_args: Callable[[], ml_collections.ConfigDict]
   make: Callable[[Context], Method]
   # Raises ValueError for out-of-range hyperparameters, before any data loads.

@@ -84,8 +84,7 @@ def check_config(
     args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
 ) -> None:
   """The checks that need the protocol, before any data loads."""
-  if args.tau_source != "oracle":
-    estimation.warmup_epochs(args, config.num_epochs)
+  estimation.check_source(args, config.num_epochs, args.tau_source)
 
 
 def tau(ctx: Context) -> float:

@@ -179,6 +179,20 @@ def warmup_epochs(args: ml_collections.ConfigDict, num_epochs: int) -> int:
   return epochs
 
 
+def check_source(
+    args: ml_collections.ConfigDict, num_epochs: int, source: str
+) -> None:
+  """An estimated rate needs a warm-up that leaves epochs to use it; the
+  oracle has no warm-up, so a warmup_epochs beside it is a mistake."""
+  if source != "oracle":
+    warmup_epochs(args, num_epochs)
+  elif args.warmup_epochs is not None:
+    raise errors.UserError(
+        f"method_args warmup_epochs={args.warmup_epochs} applies only to an "
+        "estimated rate ('anchor' or 'cleanlab'), not to the oracle."
+    )
+
+
 def estimate_rate(logits: np.ndarray, labels: np.ndarray, source: str) -> float:
   """The noise rate estimated from a model's logits on noisy labels by
   ``source``: "anchor" (1 - sum_i prior_i T_ii of the anchor-point T) or

@@ -84,6 +84,18 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     )
 
 
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  if args.truncated and args.prune_start_epoch > config.num_epochs:
+    raise errors.UserError(
+        f"method_args prune_start_epoch={args.prune_start_epoch} is after the "
+        f"last epoch ({config.num_epochs}): the truncated loss would never "
+        "prune; lower it (the official 40 is for 120 epochs)."
+    )
+
+
 def lq(log_p: jax.Array, q: float) -> jax.Array:
   """(1 - p^q) / q of the log-probability `log_p`, elementwise."""
   return -jnp.expm1(q * log_p) / q

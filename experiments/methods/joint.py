@@ -122,6 +122,24 @@ def check_args(args: ml_collections.ConfigDict) -> None:
     raise errors.UserError(f"method_args weight_decay must be >= 0, got {args.weight_decay}.")
 
 
+def check_config(
+    args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> None:
+  """The checks that need the protocol, before any data loads."""
+  first = args.first_stage_epochs
+  if first is not None and first > config.num_epochs:
+    raise errors.UserError(
+        f"method_args first_stage_epochs={first} exceeds num_epochs="
+        f"{config.num_epochs}: the run would end inside stage 1."
+    )
+  first, _, begin = stage_epochs(args, config.num_epochs)
+  if begin > first:
+    raise errors.UserError(
+        f"method_args begin_epoch={begin} is after stage 1 ({first} epochs): "
+        "the labels would never be updated."
+    )
+
+
 def joint_loss(
     logits: jax.Array, targets: jax.Array, prior: jax.Array,
     alpha: float, beta: float,
@@ -217,13 +235,14 @@ class JointState(NamedTuple):
   num_changed: jax.Array
 
 
-def stage_epochs(ctx: Context) -> tuple[int, int, int]:
+def stage_epochs(
+    args: ml_collections.ConfigDict, num_epochs: int
+) -> tuple[int, int, int]:
   """(stage-1 epochs, stage-2 epochs, 1-based epoch of the first relabeling)."""
-  num_epochs = ctx.config.num_epochs
-  first = ctx.args.first_stage_epochs
+  first = args.first_stage_epochs
   if first is None:
     first = max(1, round(_OFFICIAL_FIRST_STAGE_FRACTION * num_epochs))
-  begin = ctx.args.begin_epoch
+  begin = args.begin_epoch
   if begin is None:
     begin = max(1, round(_OFFICIAL_BEGIN_FRACTION * first))
   return first, max(num_epochs - first, 0), begin
@@ -242,7 +261,7 @@ def _optimizer(ctx: Context, learning_rate) -> optax.GradientTransformation:
 
 def optimizers(ctx: Context) -> tuple[optax.GradientTransformation, ...]:
   """The two stages' optimizers; each schedule counts its own stage's steps."""
-  _, second_epochs, _ = stage_epochs(ctx)
+  _, second_epochs, _ = stage_epochs(ctx.args, ctx.config.num_epochs)
   first_lr = ctx.args.first_stage_learning_rate
   if first_lr is None:
     first_lr = ctx.learning_rate
@@ -265,7 +284,9 @@ def make(ctx: Context) -> Method:
   num_classes, num_train = ctx.num_classes, ctx.num_train
   alpha, beta = ctx.args.alpha, ctx.args.beta
   prior = jnp.full((num_classes,), 1.0 / num_classes)  # L137: uniform.
-  first_epochs, second_epochs, begin_epoch = stage_epochs(ctx)
+  first_epochs, second_epochs, begin_epoch = stage_epochs(
+      ctx.args, ctx.config.num_epochs
+  )
   num_recent = ctx.args.num_recent
   hard_targets = ctx.args.second_stage_targets == "hard"
   tx_first, tx_second = optimizers(ctx)

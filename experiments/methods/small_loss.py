@@ -24,12 +24,14 @@ candidate examples with the smallest cross-entropy and train on those only:
 
 The forget rate tau is ``forget_rate``, or the true noise rate (the
 official default), or, with ``forget_rate_source="anchor"`` or
-``"cleanlab"``, an estimate: the networks train on every example (tau = 0)
-for ``warmup_epochs`` (default 10% of the run), the noise rate is estimated
-from network 1's predictions on the noisy training split
-(``estimation.estimate_rate``, as CDR with an unknown rate), and R(t)
-continues its ramp with that tau. The estimate is in the state (saved with
-the checkpoint) and in ``report`` as ``estimated_tau``.
+``"cleanlab"``, an estimate: for ``warmup_epochs`` (default 10% of the run)
+tau = 0, so each selection keeps all its candidates (every example; for
+Co-teaching+ every disagreement), then the noise rate is estimated from
+network 1's predictions on the noisy training split
+(``estimation.estimate_rate``, as CDR with an unknown rate), capped at
+1 - 1/C (R = 0 would keep the whole batch), and R(t) continues its ramp
+with that tau. The estimate is in the state (saved with the checkpoint) and
+in ``report`` as ``estimated_tau``.
 
 Every step returns ``selected``: the examples network 1 (the evaluated one)
 was updated on. Per example the state records how often it was selected and
@@ -137,7 +139,9 @@ SelectFn = Callable[[tuple[Forward, ...], Batch, StepInfo, np.ndarray], Selectio
 class SmallLossState(NamedTuple):
   learners: tuple[SupervisedState, ...]
   record: selection.SelectionRecord
-  # The estimated forget rate (float32 scalar); None with the oracle's.
+  # The estimated forget rate (float32 scalar); None with the oracle's, whose
+  # R(t) stays a float64 table of constants: a float32 rate in the state
+  # would change the oracle's keep counts at rounding ties.
   forget_rate: jax.Array | None = None
 
 
@@ -268,6 +272,7 @@ def make(
         view.predict_train(state), view.train_labels,
         ctx.args.forget_rate_source,
     )
+    rate = min(rate, 1.0 - 1.0 / ctx.num_classes)
     return state._replace(forget_rate=jnp.asarray(rate, jnp.float32))
 
   def report(state: SmallLossState) -> dict[str, Any]:
@@ -354,5 +359,4 @@ def check_config(
     args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
 ) -> None:
   """The checks that need the protocol, before any data loads."""
-  if args.forget_rate_source != "oracle":
-    estimation.warmup_epochs(args, config.num_epochs)
+  estimation.check_source(args, config.num_epochs, args.forget_rate_source)

@@ -122,11 +122,11 @@ def test_label_update_is_the_mean_of_the_last_epochs():
 
 
 def test_stages_follow_the_official_proportions():
-  assert joint.stage_epochs(_context(num_epochs=320)) == (200, 120, 70)
-  assert joint.stage_epochs(_context(num_epochs=100)) == (62, 38, 22)
-  assert joint.stage_epochs(_context(num_epochs=2)) == (1, 1, 1)
+  assert joint.stage_epochs(_context(num_epochs=320).args, 320) == (200, 120, 70)
+  assert joint.stage_epochs(_context(num_epochs=100).args, 100) == (62, 38, 22)
+  assert joint.stage_epochs(_context(num_epochs=2).args, 2) == (1, 1, 1)
   ctx = _context(num_epochs=10, first_stage_epochs=4, begin_epoch=3)
-  assert joint.stage_epochs(ctx) == (4, 6, 3)
+  assert joint.stage_epochs(ctx.args, 10) == (4, 6, 3)
   method = joint.make(ctx)
   assert [method.phase_at(e)[0] for e in (1, 4, 5, 10)] == [
       "label_learning", "label_learning", "retrain", "retrain"

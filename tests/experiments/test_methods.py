@@ -418,6 +418,16 @@ def test_contract_on_2_fake_devices():
          "warmup_epochs=2 \\+ revision_epochs=4 exceed num_epochs=5"),
         ("cdr_ref", {"num_epochs": 3, "args": {"tau_source": "anchor", "warmup_epochs": 3}},
          "warmup_epochs=3 must be in \\[1, num_epochs=3\\)"),
+        ("cdr_paper", {"args": {"warmup_epochs": 2}},
+         "warmup_epochs=2 applies only to an estimated rate"),
+        ("coteaching", {"args": {"warmup_epochs": 2}},
+         "warmup_epochs=2 applies only to an estimated rate"),
+        ("gce", {"num_epochs": 30, "args": {"truncated": True}},
+         "prune_start_epoch=40 is after the last epoch \\(30\\)"),
+        ("joint", {"num_epochs": 5, "args": {"first_stage_epochs": 6}},
+         "first_stage_epochs=6 exceeds num_epochs=5"),
+        ("joint", {"args": {"first_stage_epochs": 4, "begin_epoch": 5}},
+         "begin_epoch=5 is after stage 1 \\(4 epochs\\)"),
     ],
 )
 def test_config_dependent_mistakes_are_found_before_any_data_loads(
@@ -426,14 +436,17 @@ def test_config_dependent_mistakes_are_found_before_any_data_loads(
   from experiments import run_config  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.method = method
+  fields = dict(fields)
   for field, value in fields.pop("args", {}).items():
     config.method_args[method][field] = value
   for field, value in fields.items():
     config[field] = value
   with pytest.raises(ValueError, match=message):
     run_config.validate(config)
-  # The same config with the method's defaults and the default protocol runs.
-  run_config.validate(default.get_config())
+  # The method with its defaults and the default protocol is fine.
+  fine = default.get_config()
+  fine.method = method
+  run_config.validate(fine)
 
 
 def test_a_run_saved_before_a_method_argument_existed_is_the_same_run():

@@ -2,10 +2,14 @@
 on synthetic runs (no training)."""
 
 import dataclasses
+import json
+import math
+import os
 
 import pytest
 
 from experiments import grid as grid_lib
+from experiments import methods
 from experiments import plots
 from experiments import rate_report
 from experiments import report
@@ -38,7 +42,7 @@ def test_grid_seeds_per_method_and_the_seeds_flag_override():
   assert sum(r[3] == "ce" for r in runs) == 8 * 3
   assert sum(r[3] == "gce" for r in runs) == 8 * 2
   assert {r[4] for r in runs if r[3] == "s2e"} == {0, 1}
-  assert len(g.methods) == 13  # every registered method
+  assert {grid_lib.parse_method(m)[0] for m in g.methods} == set(methods.REGISTRY)
   # What --seeds does: every method gets those seeds.
   overridden = dataclasses.replace(g, seeds=(5,), method_seeds=())
   assert {r[4] for r in grid_lib.runs(overridden)} == {5}
@@ -121,3 +125,29 @@ def test_mean_curve_is_per_epoch_and_stops_at_the_shortest_run():
   b = [{"m": 0.4}, {"m": 0.6}]
   assert plots.mean_curve([a, b], "m") == pytest.approx([0.3, 0.5])
   assert plots.mean_curve([a], "other") is None
+  # An epoch nobody logged (an empty selection) is a gap, not the end.
+  gap = plots.mean_curve([[{"m": 0.2}, {"m": None}, {"m": 0.6}]], "m")
+  assert gap[0] == 0.2 and math.isnan(gap[1]) and gap[2] == 0.6
+
+
+def test_report_of_a_partial_grid(tmp_path):
+  """--report_only while a grid runs: the first setting has no runs yet and
+  each method has runs in one setting only; a stale figure is removed."""
+  config = "fashion_mnist_mlp_memorize"
+  g = grid_lib.Grid((config,), ("symmetric",), (0.2, 0.4),
+                    ("cdr_ref:tau=0.2", "cdr_ref:tau=0.4"), (0,), 3)
+  run = _run(0, 0.5, 0.7)
+  workdir = grid_lib.run_dir(str(tmp_path), config, "symmetric", 0.4,
+                             "cdr_ref:tau=0.4", 0)
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(run["summary"], f)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in run["history"])
+  (tmp_path / "label_precision.png").write_bytes(b"old")
+  markdown = report.report(g, None, str(tmp_path))
+  assert "| cdr_ref:tau=0.4 | - | 70.00 (n=1) |" in markdown
+  assert "| sym 40 | 0.40 | 0.40 | 0.40 | 70.00 | 70.00 | 70.00 (0.40) |" in markdown
+  for name in ("test_accuracy.png", "memorization.png", "split_constant.png"):
+    assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+  assert not (tmp_path / "label_precision.png").exists()
