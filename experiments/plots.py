@@ -9,6 +9,7 @@ dataset, model and seeds, so that a plot read on its own says what it shows.
 import io
 import math
 import statistics
+import textwrap
 
 import matplotlib
 
@@ -71,8 +72,9 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
   ]
   cols = min(4, len(settings))
   rows = -(-len(settings) // cols)
+  width = max(6, 4 * cols)  # inches; one panel still fits its title
   fig, axes = plt.subplots(
-      rows, cols, figsize=(4 * cols, 3 * rows + 0.6), squeeze=False,
+      rows, cols, figsize=(width, 3 * rows + 0.6), squeeze=False,
       sharex=True,
   )
   # One colour per method across panels; tab10 repeats beyond 10 methods,
@@ -112,7 +114,9 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
   labels = list(legend)
   fig.legend(legend.values(), labels, loc="lower center",
              ncol=max(1, min(7, len(labels))), fontsize="small")
-  fig.suptitle(_title(grid, runs), fontsize="medium")
+  # About 11 characters of title per inch of figure.
+  title = textwrap.wrap(_title(grid, runs), width=11 * width)
+  fig.suptitle("\n".join(title), fontsize="medium")
   legend_rows = -(-len(labels) // 7)
   fig.tight_layout(rect=(0, 0.04 * legend_rows / rows, 1, 1))
   buffer = io.BytesIO()
