@@ -53,6 +53,37 @@ def _linear(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
   )
 
 
+def conv_as_matmul(lhs, rhs, window_strides, padding, *,
+                   dimension_numbers=None, precision=None, **unused):
+  """`lax.conv_general_dilated` for NHWC x HWIO, as shifted slices times a matrix.
+
+  The patches are kh * kw strided slices of the padded input, concatenated
+  along the features: no kernel is involved, so under `jax.vmap` over runs
+  (`experiments/many_runs.py`, each run with its own kernel) the slicing
+  folds the runs into the batch and the product becomes one batched matmul.
+  A vmapped `lax.conv_general_dilated` with per-run kernels is a grouped
+  convolution instead, which XLA:CPU runs slower than the runs one after
+  another. Undilated, ungrouped convolutions only.
+  """
+  if unused.get("feature_group_count", 1) != 1 or any(
+      d is not None and any(x != 1 for x in d)
+      for d in (unused.get("lhs_dilation"), unused.get("rhs_dilation"))):
+    raise ValueError("conv_as_matmul: no dilation or feature groups.")
+  del dimension_numbers  # nnx.Conv passes NHWC inputs and HWIO kernels.
+  kh, kw, cin, cout = rhs.shape
+  (sh, sw), (pad_h, pad_w) = window_strides, padding
+  x = jnp.pad(lhs, ((0, 0), pad_h, pad_w, (0, 0)))
+  out_h = (x.shape[1] - kh) // sh + 1
+  out_w = (x.shape[2] - kw) // sw + 1
+  # Features ordered (row, column, input channel), as the HWIO kernel.
+  patches = jnp.concatenate([
+      x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
+      for i in range(kh) for j in range(kw)
+  ], axis=-1)
+  return jnp.einsum("nhwp,po->nhwo", patches, rhs.reshape(kh * kw * cin, cout),
+                    precision=precision)
+
+
 def _conv(
     in_features: int,
     out_features: int,
@@ -62,6 +93,7 @@ def _conv(
     stride: int = 1,
     padding: int = 0,
     use_bias: bool = True,
+    impl: Callable = jax.lax.conv_general_dilated,
 ) -> nnx.Conv:
   # Explicit symmetric padding, as torch: flax's "SAME" pads stride-2 convs
   # asymmetrically, which shifts every downsampled feature map by a pixel.
@@ -75,6 +107,7 @@ def _conv(
       kernel_init=_kernel_init,
       bias_init=_bias_init(in_features * kernel * kernel),
       rngs=rngs,
+      conv_general_dilated=impl,
   )
 
 
@@ -90,6 +123,13 @@ def _max_pool2(x: jax.Array) -> jax.Array:
   return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+# LeNet-5's convolutions, as patches times a matrix: the same function as
+# `lax.conv_general_dilated` up to float reassociation, and the one that lets
+# several runs share a program (`experiments/benchmarks/many_runs.py` times
+# both).
+LENET_CONV = conv_as_matmul
+
+
 class LeNet5(nnx.Module):
   """LeNet-5 as in the CDR paper's MNIST experiments."""
 
@@ -101,8 +141,8 @@ class LeNet5(nnx.Module):
       rngs: nnx.Rngs,
   ):
     height, width, channels = input_shape
-    self.conv1 = _conv(channels, 6, 5, rngs, padding=2)
-    self.conv2 = _conv(6, 16, 5, rngs)
+    self.conv1 = _conv(channels, 6, 5, rngs, padding=2, impl=LENET_CONV)
+    self.conv2 = _conv(6, 16, 5, rngs, impl=LENET_CONV)
     # conv1 keeps the size, each pool halves it, conv2 (valid) removes 4.
     flat = 16 * ((height // 2 - 4) // 2) * ((width // 2 - 4) // 2)
     self.fc1 = _linear(flat, 120, rngs)

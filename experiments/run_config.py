@@ -27,6 +27,7 @@ RESUMABLE_CHANGES = frozenset({
     "data_dir",
     "num_devices",
     "eval_batch_size",
+    "steps_per_call",
 })
 
 

@@ -8,7 +8,10 @@ bisection and the automatic choice), `jax.lax.top_k`, `jnp.sort`, a plain
 `chain(cdr, sgd)` update against `chain(add_decayed_weights, sgd)`, the `cdr`
 update alone against `add_decayed_weights` alone on the 784-1024-1024-10 MLP's
 kernels (1.86M ranked weights), and reports the temporary memory XLA assigns to
-each selection program and to the `cdr` update.
+each selection program and to the `cdr` update. Beside them it times one
+histogram pass (`one pass`: the 32,768-bin histogram of the top bits that
+the radix select builds first, walked in the same chunks), the floor of an
+exact selection by histograms: two such passes are the least it needs.
 
     python -m experiments.benchmarks.selection               # 1e4 .. 1e8
     python -m experiments.benchmarks.selection --sizes 1e4,1e6 --repeats 5
@@ -85,6 +88,13 @@ def _split_leaves(scores: jax.Array):
           for i, p in enumerate(parts)}
 
 
+def _one_pass(sources):
+  """One histogram pass of the radix select over `Source`s: its floor / 2."""
+  # pylint: disable=protected-access
+  return optax_cdr._selection._range_histogram(
+      sources, jnp.uint32(0), jnp.uint32(16), 15, chunked=True)
+
+
 def _cdr_update_temp_bytes(grads, params) -> int:
   tx = optax_cdr.cdr(1 - KEEP, 1e-3)
   return _temp_bytes(tx.update, grads, tx.init(params), params)
@@ -101,7 +111,8 @@ def benchmark_size(m: int, repeats: int, slow_s: float, with_baselines: bool):
           functools.partial(optax_cdr.kth_largest, k=k, method=method))
       for method in ("auto", "radix", "bisection")
   }
-  fns = {**ours, "jnp.sum": jax.jit(jnp.sum)}
+  one_pass = lambda s: _one_pass([optax_cdr._selection.Source((s,), jnp.abs)])
+  fns = {**ours, "jnp.sum": jax.jit(jnp.sum), "one pass": jax.jit(one_pass)}
   if with_baselines:
     fns["lax.top_k"] = jax.jit(lambda s: jax.lax.top_k(s, k)[0][-1])
     fns["jnp.sort"] = jax.jit(lambda s: jnp.sort(s)[m - k])
@@ -155,10 +166,16 @@ def benchmark_mlp_update(repeats: int):
   num_ranked = sum(int(np.prod(s)) for s in MLP_SHAPES.values() if len(s) >= 2)
   cdr_tx = optax_cdr.cdr(1 - KEEP, 1e-3)
   wd_tx = optax.add_decayed_weights(1e-3)
+  ranked = [n for n, shape in MLP_SHAPES.items() if len(shape) >= 2]
+  one_pass = lambda g, w: _one_pass([
+      optax_cdr._selection.Source((g[n], w[n]), lambda a, b: jnp.abs(a * b))
+      for n in ranked])
   fns = {"cdr": jax.jit(cdr_tx.update),
-         "add_decayed_weights": jax.jit(wd_tx.update)}
+         "add_decayed_weights": jax.jit(wd_tx.update),
+         "one pass": jax.jit(one_pass)}
   args = {"cdr": (grads, cdr_tx.init(params), params),
-          "add_decayed_weights": (grads, wd_tx.init(params), params)}
+          "add_decayed_weights": (grads, wd_tx.init(params), params),
+          "one pass": (grads, params)}
   times = _median_times(fns, args, repeats, slow_s=float("inf"))
   temp = _cdr_update_temp_bytes(grads, params)
   return num_ranked, times, temp
@@ -190,7 +207,8 @@ def main(argv=None):
            f"k = {KEEP} m; medians of {args.repeats} interleaved runs", ""]
   head = ("| m | ours (auto) | radix | bisection | lax.top_k | jnp.sort | "
           "torch.topk | torch.kthvalue | jnp.sum | top_k / ours | sort / ours "
-          "| torch.topk / ours | torch.kthvalue / ours | ours / sum |")
+          "| torch.topk / ours | torch.kthvalue / ours | ours / sum "
+          "| one pass | ours / one pass |")
   lines += [head, "|" + "---|" * (head.count("|") - 1)]
   update_lines = ["", "| m | chain(cdr, sgd) | chain(add_decayed_weights, sgd) "
                   "| ratio |", "|---|---|---|---|"]
@@ -210,7 +228,8 @@ def main(argv=None):
         f"{cell('lax.top_k')} | {cell('jnp.sort')} | {cell('torch.topk')} | "
         f"{cell('torch.kthvalue')} | {cell('jnp.sum')} | {ratio('lax.top_k')} | "
         f"{ratio('jnp.sort')} | {ratio('torch.topk')} | "
-        f"{ratio('torch.kthvalue')} | {ours / times['jnp.sum']:.1f}x |")
+        f"{ratio('torch.kthvalue')} | {ours / times['jnp.sum']:.1f}x | "
+        f"{cell('one pass')} | {ours / times['one pass']:.2f}x |")
     cdr_t, sgd_t = steps["chain(cdr, sgd)"], steps["chain(wd, sgd)"]
     update_lines.append(f"| {m:.3g} | {_fmt_ms(cdr_t)} | {_fmt_ms(sgd_t)} | "
                         f"{cdr_t / sgd_t:.2f}x |")
@@ -226,10 +245,13 @@ def main(argv=None):
       "", f"`cdr` update alone vs `add_decayed_weights` alone, MLP "
       f"784-1024-1024-10 ({num_ranked:,} ranked weights; medians of "
       f"{args.mlp_repeats}):", "",
-      "| cdr | add_decayed_weights | ratio | cdr temp (bytes per ranked entry) |",
-      "|---|---|---|---|",
+      "| cdr | add_decayed_weights | ratio | one pass | one pass / "
+      "add_decayed_weights | cdr temp (bytes per ranked entry) |",
+      "|---|---|---|---|---|---|",
       f"| {_fmt_ms(mlp['cdr'])} | {_fmt_ms(mlp['add_decayed_weights'])} | "
       f"{mlp['cdr'] / mlp['add_decayed_weights']:.2f}x | "
+      f"{_fmt_ms(mlp['one pass'])} | "
+      f"{mlp['one pass'] / mlp['add_decayed_weights']:.2f}x | "
       f"{mlp_temp / 2**20:.1f} MiB ({mlp_temp / num_ranked:.2f}) |"]
   report = "\n".join(lines + update_lines + memory_lines + mlp_lines)
   print("\n" + report)

@@ -59,8 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
 
   # Execution. steps_per_call > 1 runs that many steps in one lax.scan per
-  # call; on this CPU the scan slows conv nets down and speeds dense nets up
-  # (see experiments/benchmarks/training.py), so the variants pick it.
+  # call; on this CPU the scan slows `lax.conv_general_dilated` down and
+  # speeds dense layers (and LeNet-5's matmul convolutions) up (see
+  # experiments/benchmarks/training.py), so the variants pick it. It changes
+  # how steps are dispatched, not what they compute: a run resumes under
+  # another value.
   config.steps_per_call = 1
   # Devices for data parallelism; None = all local devices.
   config.num_devices = config_dict.placeholder(int)

@@ -126,6 +126,53 @@ def test_max_pool_matches_reduce_window():
   )
 
 
+@pytest.mark.parametrize(
+    "image, kernel, strides, padding",
+    [
+        ((3, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2))),  # LeNet conv1
+        ((3, 14, 14, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0))),  # LeNet conv2
+        ((2, 9, 8, 3), (3, 3, 3, 4), (2, 2), ((1, 1), (1, 1))),
+        ((2, 7, 7, 2), (1, 1, 2, 5), (2, 1), ((0, 0), (0, 1))),
+    ],
+)
+def test_conv_as_matmul_is_the_convolution(image, kernel, strides, padding):
+  x = jax.random.normal(jax.random.key(0), image)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  conv = functools.partial(
+      jax.lax.conv_general_dilated,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=jax.lax.Precision.HIGHEST,
+  )
+  ours = functools.partial(models.conv_as_matmul,
+                           precision=jax.lax.Precision.HIGHEST)
+  np.testing.assert_allclose(ours(x, w, strides, padding),
+                             conv(x, w, strides, padding), rtol=1e-5, atol=1e-5)
+  # And their gradients, which are what training uses.
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w, strides, padding)))
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w),
+                  jax.grad(loss(conv), (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+
+
+def test_conv_as_matmul_under_vmap_is_a_batched_matmul():
+  """Per-run kernels: no grouped convolution in the compiled program."""
+  x = jnp.ones((4, 2, 14, 14, 6))
+  w = jnp.ones((4, 5, 5, 6, 16))
+  f = jax.vmap(lambda x, w: models.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2))
+  hlo = jax.jit(f).lower(x, w).as_text()
+  assert "convolution" not in hlo
+  assert "dot_general" in hlo
+
+
+def test_conv_as_matmul_rejects_dilation_and_groups():
+  x, w = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 1, 2))
+  with pytest.raises(ValueError, match="dilation or feature groups"):
+    models.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2, feature_group_count=2)
+  with pytest.raises(ValueError, match="dilation or feature groups"):
+    models.conv_as_matmul(x, jnp.ones((3, 3, 2, 2)), (1, 1), ((0, 0),) * 2,
+                          rhs_dilation=(2, 2))
+
+
 def test_batch_norm_train_and_eval_modes():
   init, apply = _jitted_network("resnet18", (8, 8, 1), 3)
   params, stats = init(jax.random.key(0))
