@@ -13,7 +13,8 @@ that a busy machine slows them alike), the training images per second of:
 * for LeNet-5, `single, lax conv`: one run whose convolutions are
   `lax.conv_general_dilated` (a vmap over runs turns it into a grouped
   convolution, which XLA:CPU runs slowly) instead of
-  `models.conv_as_matmul`, to show what a single run gave up for it.
+  `models.conv_as_matmul`, one step per call (its faster mode), to show
+  what a single run gave up for it.
 
 Each is reported with its median ratio to `single` in the same round. Both
 models run `--steps_per_call` steps per compiled call (a lax.scan), as
@@ -56,12 +57,13 @@ _OUTPUT = flags.DEFINE_string(
 
 
 def _timer(model: str, num_runs: int, mesh, *, vmapped: bool = True,
-           batch: int = 32, lenet_conv=None):
+           batch: int = 32, per_call: int | None = None, lenet_conv=None):
   """A function timing `_STEPS` steps of `num_runs` runs, in images/s."""
   if lenet_conv is not None:
     default_conv, models.LENET_CONV = models.LENET_CONV, lenet_conv
     try:
-      return _timer(model, num_runs, mesh, vmapped=vmapped, batch=batch)
+      return _timer(model, num_runs, mesh, vmapped=vmapped, batch=batch,
+                    per_call=per_call)
     finally:
       models.LENET_CONV = default_conv
   config = default.get_config()
@@ -82,7 +84,7 @@ def _timer(model: str, num_runs: int, mesh, *, vmapped: bool = True,
     states.append(state)
     arrays.append(steps.TrainArrays(images, labels, np.ones(num_examples, bool)))
     perms.append(steps.epoch_permutation(seed, 1, num_examples))
-  per_call = min(_STEPS_PER_CALL.value, num_steps)
+  per_call = min(per_call or _STEPS_PER_CALL.value, num_steps)
   train_steps = steps.make_train_steps(
       method.train_step, data.get_spec("fashion_mnist"), batch, mesh,
       num_steps, per_call,
@@ -123,8 +125,10 @@ def main(argv):
     timers[f"ceiling (batch {32 * max(counts)})"] = _timer(
         model, 1, mesh, vmapped=False, batch=32 * max(counts))
     if model == "lenet5":
-      timers["single, lax conv"] = _timer(
-          model, 1, mesh, vmapped=False,
+      # One step per call: its faster mode (inside lax.scan XLA:CPU runs
+      # these convolutions several times slower).
+      timers["single, lax conv, 1 step per call"] = _timer(
+          model, 1, mesh, vmapped=False, per_call=1,
           lenet_conv=jax.lax.conv_general_dilated)
     rounds = [{r: t() for r, t in timers.items()} for _ in range(_ROUNDS.value)]
     rows = {}
