@@ -53,8 +53,20 @@ def _linear(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
   )
 
 
+# The options of `lax.conv_general_dilated` that `conv_as_matmul` accepts only
+# at their defaults.
+_TRIVIAL_CONV_OPTIONS = {
+    "lhs_dilation": lambda v: v is None or all(d == 1 for d in v),
+    "rhs_dilation": lambda v: v is None or all(d == 1 for d in v),
+    "feature_group_count": lambda v: v == 1,
+    "batch_group_count": lambda v: v == 1,
+    "preferred_element_type": lambda v: v is None,
+    "out_sharding": lambda v: v is None,
+}
+
+
 def conv_as_matmul(lhs, rhs, window_strides, padding, *,
-                   dimension_numbers=None, precision=None, **unused):
+                   dimension_numbers=None, precision=None, **options):
   """`lax.conv_general_dilated` for NHWC x HWIO, as shifted slices times a matrix.
 
   The patches are kh * kw strided slices of the padded input, concatenated
@@ -63,16 +75,25 @@ def conv_as_matmul(lhs, rhs, window_strides, padding, *,
   folds the runs into the batch and the product becomes one batched matmul.
   A vmapped `lax.conv_general_dilated` with per-run kernels is a grouped
   convolution instead, which XLA:CPU runs slower than the runs one after
-  another. Undilated, ungrouped convolutions only.
+  another. Explicit padding pairs only, no dilation, no feature or batch
+  groups (what `nnx.Conv` passes for LeNet-5).
   """
-  if unused.get("feature_group_count", 1) != 1 or any(
-      d is not None and any(x != 1 for x in d)
-      for d in (unused.get("lhs_dilation"), unused.get("rhs_dilation"))):
-    raise ValueError("conv_as_matmul: no dilation or feature groups.")
-  del dimension_numbers  # nnx.Conv passes NHWC inputs and HWIO kernels.
+  nhwc_hwio = jax.lax.conv_dimension_numbers(
+      lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  if dimension_numbers is not None and jax.lax.conv_dimension_numbers(
+      lhs.shape, rhs.shape, dimension_numbers) != nhwc_hwio:
+    raise ValueError("conv_as_matmul: NHWC inputs and HWIO kernels only, got "
+                     f"{dimension_numbers}.")
+  if isinstance(padding, str):
+    raise ValueError(f"conv_as_matmul: explicit padding pairs only, got {padding!r}.")
+  for name, value in options.items():
+    if name not in _TRIVIAL_CONV_OPTIONS:
+      raise TypeError(f"conv_as_matmul: unexpected argument {name!r}.")
+    if not _TRIVIAL_CONV_OPTIONS[name](value):
+      raise ValueError(f"conv_as_matmul: no {name} (got {value!r}).")
   kh, kw, cin, cout = rhs.shape
   (sh, sw), (pad_h, pad_w) = window_strides, padding
-  x = jnp.pad(lhs, ((0, 0), pad_h, pad_w, (0, 0)))
+  x = jnp.pad(lhs, ((0, 0), tuple(pad_h), tuple(pad_w), (0, 0)))
   out_h = (x.shape[1] - kh) // sh + 1
   out_w = (x.shape[2] - kw) // sw + 1
   # Features ordered (row, column, input channel), as the HWIO kernel.

@@ -107,7 +107,8 @@ def make_train_steps(
   `arrays` is the whole training split on the devices (`TrainArrays`), `perm`
   the epoch's permutation, and `totals` sums the step's metrics over the epoch
   without leaving the devices. With num_steps > 1 the steps run in a
-  `lax.scan`, which is faster for dense nets on CPU and slower for conv nets.
+  `lax.scan`, which is faster on CPU for dense layers and LeNet-5's matmul
+  convolutions, and slower for `lax.conv_general_dilated`.
   Every argument is per run, so `jax.vmap` trains several runs at once
   (experiments/many_runs.py).
   """

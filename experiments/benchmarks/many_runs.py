@@ -7,9 +7,9 @@ that a busy machine slows them alike), the training images per second of:
 * `R=r`: r runs in one program as `many_runs.py` compiles them (`jax.vmap`
   of the step over the runs, each with its own initialization, labels and
   permutation), images summed over the runs;
-* `ceiling`: one run at batch 32 r_max, the same images per step through
-  one network: what r_max runs in one program could reach at best, since
-  they do the same arithmetic with r_max times the weights;
+* `one network at batch 32 r_max`: the same images per step through one
+  network, a reference point: r_max runs do the same arithmetic, but with
+  r_max sets of weights to read and update;
 * for LeNet-5, `single, lax conv`: one run whose convolutions are
   `lax.conv_general_dilated` (a vmap over runs turns it into a grouped
   convolution, which XLA:CPU runs slowly) instead of
@@ -101,12 +101,15 @@ def _timer(model: str, num_runs: int, mesh, *, vmapped: bool = True,
     args = [states[0], totals[0], arrays[0], perms[0], keys[0]]
   fn = jax.jit(train_steps, out_shardings=NamedSharding(mesh, P()))
 
+  num_calls = num_steps // per_call
+
   def measure() -> float:
     start = time.perf_counter()
-    for _ in range(num_steps // per_call):
+    for _ in range(num_calls):
       args[0], _ = fn(*args)
     jax.block_until_ready(args[0])
-    return num_runs * batch * num_steps / (time.perf_counter() - start)
+    images = num_runs * batch * num_calls * per_call
+    return images / (time.perf_counter() - start)
 
   measure()  # Compile and warm up.
   return measure
@@ -122,7 +125,7 @@ def main(argv):
   for model in _MODELS.value:
     timers = {"single": _timer(model, 1, mesh, vmapped=False)}
     timers.update({f"R={r}": _timer(model, r, mesh) for r in counts})
-    timers[f"ceiling (batch {32 * max(counts)})"] = _timer(
+    timers[f"one network at batch {32 * max(counts)}"] = _timer(
         model, 1, mesh, vmapped=False, batch=32 * max(counts))
     if model == "lenet5":
       # One step per call: its faster mode (inside lax.scan XLA:CPU runs

@@ -8,7 +8,7 @@ def get_config():
   config = default.get_config()
   config.dataset = "mnist"
   config.model = "lenet5"
-  # With its convolutions as matmuls (models.LENET_CONV), LeNet-5 runs ~1.4x
+  # With its convolutions as matmuls (models.LENET_CONV), LeNet-5 runs ~1.5x
   # faster inside lax.scan than one step per call on CPU
   # (experiments/benchmarks/training.py).
   config.steps_per_call = 100

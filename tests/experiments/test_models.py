@@ -133,6 +133,7 @@ def test_max_pool_matches_reduce_window():
         ((3, 14, 14, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0))),  # LeNet conv2
         ((2, 9, 8, 3), (3, 3, 3, 4), (2, 2), ((1, 1), (1, 1))),
         ((2, 7, 7, 2), (1, 1, 2, 5), (2, 1), ((0, 0), (0, 1))),
+        ((2, 9, 11, 2), (3, 2, 2, 3), (3, 2), ((2, 0), (1, 2))),  # kh != kw
     ],
 )
 def test_conv_as_matmul_is_the_convolution(image, kernel, strides, padding):
@@ -164,13 +165,25 @@ def test_conv_as_matmul_under_vmap_is_a_batched_matmul():
   assert "dot_general" in hlo
 
 
-def test_conv_as_matmul_rejects_dilation_and_groups():
-  x, w = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 1, 2))
-  with pytest.raises(ValueError, match="dilation or feature groups"):
-    models.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2, feature_group_count=2)
-  with pytest.raises(ValueError, match="dilation or feature groups"):
-    models.conv_as_matmul(x, jnp.ones((3, 3, 2, 2)), (1, 1), ((0, 0),) * 2,
-                          rhs_dilation=(2, 2))
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(feature_group_count=2), "no feature_group_count"),
+    (dict(lhs_dilation=(2, 1)), "no lhs_dilation"),
+    (dict(rhs_dilation=(1, 2)), "no rhs_dilation"),
+    (dict(batch_group_count=2), "no batch_group_count"),
+    (dict(preferred_element_type=jnp.float64), "no preferred_element_type"),
+    (dict(dimension_numbers=("NCHW", "OIHW", "NCHW")), "NHWC inputs and HWIO"),
+    (dict(padding="SAME"), "explicit padding pairs"),
+])
+def test_conv_as_matmul_rejects_what_it_does_not_compute(kwargs, message):
+  x, w = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))
+  padding = kwargs.pop("padding", ((0, 0),) * 2)
+  with pytest.raises(ValueError, match=message):
+    models.conv_as_matmul(x, w, (1, 1), padding, **kwargs)
+  # Their defaults are accepted, as nnx.Conv passes them.
+  models.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2, lhs_dilation=(1, 1),
+                        rhs_dilation=None, feature_group_count=1,
+                        preferred_element_type=None, out_sharding=None,
+                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def test_batch_norm_train_and_eval_modes():

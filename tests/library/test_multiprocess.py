@@ -5,7 +5,8 @@ jax.distributed job on localhost (CPU collectives across processes go through
 gloo), a third holds all 8 devices alone. Each builds the same global arrays
 over a mesh of the 8 global devices, runs a jitted chain(cdr, sgd) update and
 critical_mask, gathers the results and writes them to a .npz file. The three
-processes take 30-40 s on 2 busy CPU cores, hence `slow`.
+processes take 30-40 s on 2 busy CPU cores, once for the module: part of the
+default suite, since scaling past one host is a promise of the library.
 """
 
 import os
@@ -82,7 +83,6 @@ def _results(run):
           if not k.endswith("__hlo") and k not in _COUNTS}
 
 
-@pytest.mark.slow
 def test_two_processes_match_one_process_bit_for_bit(runs):
   single, p0, p1 = runs["single"], runs["p0"], runs["p1"]
   assert [int(single[k]) for k in _COUNTS] == [1, 8, 8]
@@ -104,7 +104,6 @@ def test_two_processes_match_one_process_bit_for_bit(runs):
     assert "'x'" in str(want[f"{axis}__{method}__spec__head"])
 
 
-@pytest.mark.slow
 def test_results_match_the_numpy_reference(runs):
   params, grads = worker.host_data()
   names = list(params)
@@ -140,7 +139,6 @@ def _collectives(hlo: str):
   return found
 
 
-@pytest.mark.slow
 def test_only_count_histograms_cross_processes(runs):
   """The compiled multi-process update all-reduces counts, never scores.
 
