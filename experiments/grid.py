@@ -53,7 +53,7 @@ PRESETS = {
     # seed; the located constant is the tau of best noisy-validation accuracy.
     "tau_sweep": Grid(
         ("fashion_mnist_mlp_memorize",), _ALL_NOISE, (0.2, 0.4),
-        tuple(f"cdr_ref:tau={t / 10}" for t in range(1, 8)), (0,), 50,
+        tuple(f"cdr_ref:tau={t / 10}" for t in range(1, 8)), (0, 1), 50,
     ),
     # Without the oracle: CDR's tau and Co-teaching's forget rate estimated
     # after a warm-up, beside the same methods with the true rate.
