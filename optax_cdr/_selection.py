@@ -141,6 +141,34 @@ def _is_local(x: jax.Array) -> bool:
   return not sharding.mesh.axis_names and jax.device_count() == 1
 
 
+@jax.custom_batching.custom_vmap
+def _add_counts(hist: jax.Array, bins: jax.Array) -> jax.Array:
+  """hist[b] += 1 for every b in `bins`; out-of-range bins are dropped."""
+  return hist.at[bins].add(jnp.uint32(1), mode="drop")
+
+
+@_add_counts.def_vmap
+def _add_counts_batched(axis_size: int, in_batched, hist, bins):
+  """Under `jax.vmap` (several runs in one program): one flat 1-D scatter.
+
+  JAX's own rule scatters with (run, bin) index pairs, which XLA:CPU runs
+  ~1.4x slower per run than separate runs' 1-D scatters; offsetting each
+  run's bins into one long histogram keeps the 1-D scatter.
+  """
+  hist_batched, bins_batched = in_batched
+  if not hist_batched:
+    hist = jnp.broadcast_to(hist, (axis_size, *hist.shape))
+  if not bins_batched:
+    bins = jnp.broadcast_to(bins, (axis_size, *bins.shape))
+  num_bins = hist.shape[-1]
+  offsets = jnp.arange(axis_size, dtype=jnp.uint32) * jnp.uint32(num_bins)
+  offsets = offsets.reshape((axis_size,) + (1,) * (bins.ndim - 1))
+  flat_bins = jnp.where(bins < num_bins, bins + offsets,
+                        jnp.uint32(axis_size * num_bins))
+  flat = _add_counts(hist.reshape(-1), flat_bins.reshape(-1))
+  return flat.reshape(hist.shape), True
+
+
 def _histogram(sources: Sequence[Source], num_bins: int, bin_index,
                chunked: bool) -> jax.Array:
   """Counts of all scores per `bin_index(bits)`, in one read pass.
@@ -149,8 +177,11 @@ def _histogram(sources: Sequence[Source], num_bins: int, bin_index,
   negative-index fix-up to the scatter.
   """
   def count(hist, bits):
-    return hist.at[bin_index(bits)].add(
-        jnp.uint32(1), mode="drop", **_replicated_like(bits))
+    out_sharding = _replicated_like(bits)
+    if not out_sharding:
+      return _add_counts(hist, bin_index(bits))
+    return hist.at[bin_index(bits)].add(jnp.uint32(1), mode="drop",
+                                        **out_sharding)
 
   hist = jnp.zeros((num_bins,), jnp.uint32)
   for source in sources:

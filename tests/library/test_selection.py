@@ -170,6 +170,36 @@ def test_chunked_passes_with_callable_k_and_cdr(small_chunks):
   assert int(state.num_critical) == num_at_least
 
 
+@METHODS
+def test_vmap_over_runs_matches_each_run(small_chunks, method):
+  """Several runs in one program: vmap over scores, over k, and nested."""
+  rng = np.random.default_rng(6)
+  runs = [rng.integers(0, 50, (4, 2500)).astype(np.float32),  # ties
+          np.abs(rng.standard_normal((4, 37, 11))).astype(np.float32)]
+  runs[0][1, ::31] = np.nan
+  ks = np.array([0, 1, 1_500, 2_907], np.int32)
+  kth = lambda s, k: optax_cdr.kth_largest(s, k, method=method)
+  def check(got, i, k):
+    value, num_at_least, m = _expected([r[i] for r in runs], k)
+    assert float(got.value[i]) == value, (i, k)
+    assert int(got.num_at_least[i]) == num_at_least, (i, k)
+    assert int(got.num_finite[i]) == m, (i, k)
+  both = jax.jit(jax.vmap(kth))(runs, ks)
+  only_scores = jax.jit(jax.vmap(kth, (0, None)))(runs, 1_000)
+  only_k = jax.jit(jax.vmap(kth, (None, 0)))([r[2] for r in runs], ks)
+  for i, k in enumerate(ks):
+    check(both, i, int(k))
+    check(only_scores, i, 1_000)
+    value, _, _ = _expected([r[2] for r in runs], int(k))
+    assert float(only_k.value[i]) == value
+  nested = jax.jit(jax.vmap(jax.vmap(kth, (0, None)), (0, None)))(
+      [r.reshape(2, 2, *r.shape[1:]) for r in runs], 700)
+  for i in range(4):
+    value, num_at_least, _ = _expected([r[i] for r in runs], 700)
+    assert float(nested.value.reshape(-1)[i]) == value
+    assert int(nested.num_at_least.reshape(-1)[i]) == num_at_least
+
+
 def test_cdr_update_stores_no_scores():
   """The temporary memory of a jitted update stays below 4 bytes per entry.
 
