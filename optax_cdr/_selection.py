@@ -161,6 +161,9 @@ def _add_counts_batched(axis_size: int, in_batched, hist, bins):
   if not bins_batched:
     bins = jnp.broadcast_to(bins, (axis_size, *bins.shape))
   num_bins = hist.shape[-1]
+  if axis_size * num_bins > 2**32 - 1:  # Offsets would overflow uint32.
+    return jax.vmap(lambda h, b: h.at[b].add(jnp.uint32(1), mode="drop"))(
+        hist, bins), True
   offsets = jnp.arange(axis_size, dtype=jnp.uint32) * jnp.uint32(num_bins)
   offsets = offsets.reshape((axis_size,) + (1,) * (bins.ndim - 1))
   flat_bins = jnp.where(bins < num_bins, bins + offsets,
