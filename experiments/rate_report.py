@@ -137,9 +137,12 @@ def plot_split_constant(grid, runs, path) -> bool:
   for ax in (ax_test, ax_val):
     ax.set_xlabel("split constant tau (dotted: the setting's true rate)")
     ax.grid(alpha=0.3)
-  ax_test.legend(fontsize="small", ncol=2)
+  # Below the panels: inside, it covered some of the curves.
+  handles, labels = ax_test.get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", fontsize="small",
+             ncol=min(len(labels), 8))
   fig.suptitle(f"CDR's split constant, {', '.join(grid.configs)}")
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0.07 * -(-len(labels) // 8), 1, 1))
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)
