@@ -13,7 +13,7 @@ that a busy machine slows them alike), the training images per second of:
 * for LeNet-5, `single, lax conv`: one run whose convolutions are
   `lax.conv_general_dilated` (a vmap over runs turns it into a grouped
   convolution, which XLA:CPU runs slowly) instead of
-  `models.conv_as_matmul`, one step per call (its faster mode), to show
+  `matmul_conv.conv_as_matmul`, one step per call (its faster mode), to show
   what a single run gave up for it.
 
 Each is reported with its median ratio to `single` in the same round. Both

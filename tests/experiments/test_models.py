@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from experiments import matmul_conv
 from experiments import models
 
 
@@ -144,7 +145,7 @@ def test_conv_as_matmul_is_the_convolution(image, kernel, strides, padding):
       dimension_numbers=("NHWC", "HWIO", "NHWC"),
       precision=jax.lax.Precision.HIGHEST,
   )
-  ours = functools.partial(models.conv_as_matmul,
+  ours = functools.partial(matmul_conv.conv_as_matmul,
                            precision=jax.lax.Precision.HIGHEST)
   np.testing.assert_allclose(ours(x, w, strides, padding),
                              conv(x, w, strides, padding), rtol=1e-5, atol=1e-5)
@@ -159,7 +160,7 @@ def test_conv_as_matmul_under_vmap_is_a_batched_matmul():
   """Per-run kernels: no grouped convolution in the compiled program."""
   x = jnp.ones((4, 2, 14, 14, 6))
   w = jnp.ones((4, 5, 5, 6, 16))
-  f = jax.vmap(lambda x, w: models.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2))
+  f = jax.vmap(lambda x, w: matmul_conv.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2))
   hlo = jax.jit(f).lower(x, w).as_text()
   assert "convolution" not in hlo
   assert "dot_general" in hlo
@@ -178,9 +179,9 @@ def test_conv_as_matmul_rejects_what_it_does_not_compute(kwargs, message):
   x, w = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))
   padding = kwargs.pop("padding", ((0, 0),) * 2)
   with pytest.raises(ValueError, match=message):
-    models.conv_as_matmul(x, w, (1, 1), padding, **kwargs)
+    matmul_conv.conv_as_matmul(x, w, (1, 1), padding, **kwargs)
   # Their defaults are accepted, as nnx.Conv passes them.
-  models.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2, lhs_dilation=(1, 1),
+  matmul_conv.conv_as_matmul(x, w, (1, 1), ((0, 0),) * 2, lhs_dilation=(1, 1),
                         rhs_dilation=None, feature_group_count=1,
                         preferred_element_type=None, out_sharding=None,
                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
