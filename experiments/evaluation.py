@@ -108,13 +108,27 @@ def summarize(
     history: list[dict[str, Any]],
     data: NoisyDataset,
     num_devices: int,
+    warmup_phases: tuple[str, ...] = (),
+    batch_sizes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
   """The run's result from its per-epoch metrics (the paper's protocol).
 
-  The best epoch is the first epoch of highest noisy-validation accuracy;
-  the reported number is the test accuracy at that epoch.
+  The best epoch is the first epoch of highest noisy-validation accuracy
+  among the method's own epochs - those after its warm-up phases (the
+  phases that hand over their best state), whose models are not the
+  method's; the reported number is the test accuracy at that epoch. Each
+  warm-up phase's own best epoch is reported under ``warmups``, so that a
+  reader sees what the method's phase added.
   """
-  best = max(history, key=lambda r: r["val_acc"])  # max keeps the first.
+  own = [r for r in history if r["phase"] not in warmup_phases]
+  best = max(own, key=lambda r: r["val_acc"])  # max keeps the first.
+  warmups = {}
+  for phase in warmup_phases:
+    records = [r for r in history if r["phase"] == phase]
+    if records:
+      top = max(records, key=lambda r: r["val_acc"])
+      warmups[phase] = {"best_epoch": top["epoch"], "val_acc": top["val_acc"],
+                        "test_acc": top["test_acc"]}
   epoch_times = [r["epoch_time_s"] for r in history]
   return {
       "config": run_config.as_dict(config),
@@ -125,6 +139,9 @@ def summarize(
       "noise_rate": config.noise_rate,
       "seed": config.seed,
       "realized_noise_rate": data.realized_rate,
+      # The small-loss methods' oracle forget rate (methods.Context).
+      "corruption_rate": data.corruption_rate,
+      "batch_sizes": batch_sizes or {"train": config.batch_size},
       "num_train": len(data.train_labels),
       "num_val": len(data.val_labels),
       "num_test": len(data.test_labels),
@@ -132,6 +149,7 @@ def summarize(
       "best_epoch": best["epoch"],
       "best_val_acc": best["val_acc"],
       "test_acc_at_best_val": best["test_acc"],
+      "warmups": warmups,
       "last_test_acc": history[-1]["test_acc"],
       "max_test_acc": max(r["test_acc"] for r in history),
       "last_memorization": history[-1]["memorization"],

@@ -66,11 +66,11 @@ def group_config(configs: list[ml_collections.ConfigDict]) -> ml_collections.Con
   return group
 
 
-def _compiled(exp: train.Experiment, step_fn, num_steps: int) -> Callable:
+def _compiled(exp: train.Experiment, plan: train.PhasePlan, num_steps: int) -> Callable:
   spec = data_lib.get_spec(exp.config.dataset)
   train_steps = steps.make_train_steps(
-      step_fn, spec, exp.config.batch_size, exp.mesh, exp.steps_per_epoch,
-      num_steps,
+      plan.phase.train_step, spec, plan.batch_size, exp.mesh,
+      plan.steps_per_epoch, num_steps, plan.first_step, plan.first_epoch - 1,
   )
   return jax.jit(jax.vmap(train_steps), out_shardings=NamedSharding(exp.mesh, P()))
 
@@ -112,8 +112,9 @@ def train_and_evaluate_many(
         os.path.join(workdir, "config.json"), run_config.as_dict(config)
     )
 
+  bests = _stack([train.initial_best(e, s) for e, s in zip(exps, states)])
   with ckpt.manager(group_dir, group.checkpoints_to_keep) as checkpoints:
-    state, saved = ckpt.restore(checkpoints, state, group)
+    (state, bests), saved = ckpt.restore(checkpoints, (state, bests), group)
     histories = saved or [[] for _ in configs]
     first_epoch = len(histories[0]) + 1
     for epoch in range(first_epoch, group.num_epochs + 1):
@@ -121,24 +122,28 @@ def train_and_evaluate_many(
         checkpoints.wait_until_finished()
         return None
       start = time.perf_counter()
-      phase, step_fn = lead.method.phase_at(epoch)
+      plan = train.plan_at(lead.plans, epoch)
       perms = jnp.stack([
           steps.epoch_permutation(c.seed, epoch, len(e.data.train_labels))
           for c, e in zip(configs, exps)
       ])
       totals = _stack([
-          steps.zero_metrics(step_fn, s.method, arrays.images.shape[2:], group)
+          steps.zero_metrics(
+              plan.phase.train_step, s.method, arrays.images.shape[2:], group,
+              plan.batch_size,
+          )
           for s in states
       ])
       learning_rate = float(lead.schedule(int(state.step[0])))
-      for num_steps in lead.calls:
-        if (phase, num_steps) not in fns:
-          fns[(phase, num_steps)] = _compiled(lead, step_fn, num_steps)
-        state, totals = fns[(phase, num_steps)](state, totals, arrays, perms, keys)
+      for num_steps in plan.calls:
+        key = (plan.phase.name, num_steps)
+        if key not in fns:
+          fns[key] = _compiled(lead, plan, num_steps)
+        state, totals = fns[key](state, totals, arrays, perms, keys)
       # Dispatch is asynchronous: wait for the training before timing it.
       totals = jax.block_until_ready(totals)
       train_time = time.perf_counter() - start
-      runs = []
+      runs, run_bests = [], []
       for i, (exp, history) in enumerate(zip(exps, histories)):
         run_start = time.perf_counter()
         run = _unstack(state, i)
@@ -146,11 +151,11 @@ def train_and_evaluate_many(
           run = run._replace(
               method=exp.method.end_epoch(run.method, epoch, train.epoch_view(exp))
           )
-        record = {"epoch": epoch, "step": int(run.step), "phase": phase,
-                  "learning_rate": learning_rate}
+        record = {"epoch": epoch, "step": int(run.step),
+                  "phase": plan.phase.name, "learning_rate": learning_rate}
         record.update(steps.epoch_means(
-            jax.device_get(_unstack(totals, i)), exp.steps_per_epoch,
-            group.batch_size,
+            jax.device_get(_unstack(totals, i)), plan.steps_per_epoch,
+            plan.batch_size,
         ))
         # Training time is shared by the group: each run's share.
         record["train_time_s"] = train_time / len(configs)
@@ -160,8 +165,10 @@ def train_and_evaluate_many(
             record["train_time_s"] + time.perf_counter() - run_start
         )
         history.append(record)
+        run, best = train.hand_over(exp, run, _unstack(bests, i), epoch, history)
         runs.append(run)
-      state = _stack(runs)
+        run_bests.append(best)
+      state, bests = _stack(runs), _stack(run_bests)
       for workdir, history in zip(workdirs, histories):
         atomic.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
       print(
@@ -170,7 +177,7 @@ def train_and_evaluate_many(
           ),
           flush=True,
       )
-      ckpt.save(checkpoints, epoch, state, histories, group)
+      ckpt.save(checkpoints, epoch, (state, bests), histories, group)
     checkpoints.wait_until_finished()
   return [
       train.finish(exp, _unstack(state, i), history, workdir)

@@ -100,8 +100,15 @@ def make_train_steps(
     mesh: jax.sharding.Mesh,
     steps_per_epoch: int,
     num_steps: int,
+    first_step: int = 0,
+    first_epoch: int = 0,
 ) -> Callable:
   """The (unjitted) function that runs `num_steps` training steps of one run.
+
+  The batch's position in its epoch and the epoch count from the phase's
+  start: `first_step` steps and `first_epoch` (0-based) epochs precede it,
+  so a phase whose batch size (and hence `steps_per_epoch`) differs from the
+  earlier phases' still starts each epoch at the head of its permutation.
 
   It maps (state, totals, arrays, perm, augment_key) to (state, totals):
   `arrays` is the whole training split on the devices (`TrainArrays`), `perm`
@@ -115,7 +122,8 @@ def make_train_steps(
   batch_sharding = NamedSharding(mesh, P("data"))
 
   def one_step(state: LoopState, totals, arrays: TrainArrays, perm, augment_key):
-    start = (state.step % steps_per_epoch) * batch_size
+    in_phase = state.step - first_step
+    start = (in_phase % steps_per_epoch) * batch_size
     indices = lax.dynamic_slice_in_dim(perm, start, batch_size)
     indices = lax.with_sharding_constraint(indices, batch_sharding)
     x = arrays.images[indices]
@@ -124,7 +132,9 @@ def make_train_steps(
     batch = methods.Batch(
         augment.normalize(x, spec), arrays.labels[indices], indices
     )
-    info = methods.StepInfo(state.step, state.step // steps_per_epoch)
+    info = methods.StepInfo(
+        state.step, first_epoch + in_phase // steps_per_epoch
+    )
     method_state, metrics = train_step(state.method, batch, info)
     metrics = additive_metrics(metrics, arrays.is_clean[indices])
     totals = jax.tree.map(lambda t, m: t + m.astype(t.dtype), totals, metrics)
@@ -150,10 +160,17 @@ def make_train_fn(
     mesh: jax.sharding.Mesh,
     steps_per_epoch: int,
     num_steps: int,
+    batch_size: int | None = None,
+    first_step: int = 0,
+    first_epoch: int = 0,
 ) -> Callable:
-  """The jitted (state, totals, arrays, perm) -> (state, totals) of one run."""
+  """The jitted (state, totals, arrays, perm) -> (state, totals) of one run.
+
+  `batch_size` defaults to config.batch_size; see `make_train_steps`.
+  """
   train_steps = make_train_steps(
-      train_step, spec, config.batch_size, mesh, steps_per_epoch, num_steps
+      train_step, spec, batch_size or config.batch_size, mesh,
+      steps_per_epoch, num_steps, first_step, first_epoch,
   )
   key = augment_key(config.seed)
   return jax.jit(
@@ -164,9 +181,9 @@ def make_train_fn(
   )
 
 
-def zero_metrics(step_fn, method_state, image_shape, config):
+def zero_metrics(step_fn, method_state, image_shape, config, batch_size=None):
   """Zeroed epoch sums, with the structure of the step's metrics."""
-  batch = config.batch_size
+  batch = batch_size or config.batch_size
   scalar = jax.ShapeDtypeStruct((), jnp.int32)
   def additive(state, batch, info, is_clean):
     return additive_metrics(step_fn(state, batch, info)[1], is_clean)

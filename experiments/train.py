@@ -89,6 +89,64 @@ def learning_rate_schedule(
   )
 
 
+class PhasePlan(NamedTuple):
+  """Where a phase runs: its epochs, its batch and its first step."""
+
+  phase: methods.Phase
+  first_epoch: int  # 1-based, inclusive.
+  last_epoch: int  # 1-based, inclusive (first_epoch - 1 when empty).
+  batch_size: int
+  steps_per_epoch: int
+  first_step: int  # Steps taken by the earlier phases.
+  calls: list[int]  # Steps per call of each call in an epoch.
+
+
+def _calls(steps_per_call: int, steps_per_epoch: int) -> list[int]:
+  chunk = min(steps_per_call, steps_per_epoch)
+  remainder = steps_per_epoch % chunk
+  return [chunk] * (steps_per_epoch // chunk) + [remainder] * (remainder > 0)
+
+
+def phase_plans(
+    method: methods.Method,
+    config: ml_collections.ConfigDict,
+    num_train: int,
+    num_devices: int,
+) -> tuple[PhasePlan, ...]:
+  """Every phase of the run with its epochs, batch size and first step."""
+  plans = []
+  first_epoch, first_step = 1, 0
+  phases = method.all_phases(config.num_epochs)
+  for i, phase in enumerate(phases):
+    batch = config.batch_size
+    if i == len(phases) - 1 and method.train_batch_size is not None:
+      batch = method.train_batch_size
+    spe = num_train // batch
+    if spe == 0:
+      raise errors.UserError(
+          f"phase {phase.name!r}: batch_size={batch} exceeds the {num_train} "
+          "training examples."
+      )
+    if batch % num_devices:
+      raise errors.UserError(
+          f"phase {phase.name!r}: batch_size={batch} is not divisible by the "
+          f"{num_devices} devices."
+      )
+    last = first_epoch + phase.num_epochs - 1
+    plans.append(PhasePlan(
+        phase, first_epoch, last, batch, spe, first_step,
+        _calls(config.steps_per_call, spe),
+    ))
+    first_step += phase.num_epochs * spe
+    first_epoch = last + 1
+  return tuple(plans)
+
+
+def plan_at(plans: tuple[PhasePlan, ...], epoch: int) -> PhasePlan:
+  """The plan of the phase of 1-based `epoch`."""
+  return next(p for p in plans if p.first_epoch <= epoch <= p.last_epoch)
+
+
 class Experiment(NamedTuple):
   """What a run needs besides its state: data, method, compiled functions."""
 
@@ -99,12 +157,12 @@ class Experiment(NamedTuple):
   train_arrays: steps.TrainArrays
   splits: dict[str, evaluation.DeviceSplit]
   schedule: optax.Schedule
+  # At config.batch_size (the protocol's; a phase may have its own).
   steps_per_epoch: int
-  # Steps per call of each call in an epoch.
-  calls: list[int]
+  plans: tuple[PhasePlan, ...]
   # One compiled function per (phase, steps per call), built on first use.
   train_fns: dict[tuple[str, int], Callable]
-  make_train_fn: Callable[[str, methods.base.TrainStep, int], Callable]
+  make_train_fn: Callable[[PhasePlan, int], Callable]
   predict_fn: Callable
   mesh: jax.sharding.Mesh
 
@@ -135,6 +193,7 @@ def build_method(
     num_classes: int,
     num_train: int,
     steps_per_epoch: int,
+    corruption_rate: float,
 ) -> tuple[methods.Method, steps.LoopState]:
   """The configured method and its initial loop state (on the host)."""
   ctx = methods.Context(
@@ -151,6 +210,7 @@ def build_method(
       steps_per_epoch=steps_per_epoch,
       learning_rate=learning_rate_schedule(config, steps_per_epoch),
       noise_rate=config.noise_rate,
+      corruption_rate=corruption_rate,
   )
   method = methods.get(config.method).make(ctx)
   key = jax.random.fold_in(jax.random.key(config.seed), steps.INIT_STREAM)
@@ -179,10 +239,10 @@ def setup(
       num_classes=data.num_classes,
       num_train=len(data.train_labels),
       steps_per_epoch=steps_per_epoch,
+      corruption_rate=data.corruption_rate,
   )
+  plans = phase_plans(method, config, len(data.train_labels), mesh.devices.size)
   state = jax.device_put(state, NamedSharding(mesh, P()))
-  chunk = min(config.steps_per_call, steps_per_epoch)
-  remainder = steps_per_epoch % chunk
   batch = config.eval_batch_size
   experiment = Experiment(
       config=config,
@@ -204,10 +264,11 @@ def setup(
       },
       schedule=learning_rate_schedule(config, steps_per_epoch),
       steps_per_epoch=steps_per_epoch,
-      calls=[chunk] * (steps_per_epoch // chunk) + [remainder] * (remainder > 0),
+      plans=plans,
       train_fns={},
-      make_train_fn=lambda step_fn, n: steps.make_train_fn(
-          step_fn, spec, config, mesh, steps_per_epoch, n
+      make_train_fn=lambda plan, n: steps.make_train_fn(
+          plan.phase.train_step, spec, config, mesh, plan.steps_per_epoch, n,
+          plan.batch_size, plan.first_step, plan.first_epoch - 1,
       ),
       predict_fn=evaluation.make_predict_fn(method, spec, batch, mesh),
       mesh=mesh,
@@ -215,10 +276,10 @@ def setup(
   return experiment, state
 
 
-def _train_fn(exp: Experiment, phase: str, step_fn, num_steps: int) -> Callable:
-  key = (phase, num_steps)
+def _train_fn(exp: Experiment, plan: PhasePlan, num_steps: int) -> Callable:
+  key = (plan.phase.name, num_steps)
   if key not in exp.train_fns:
-    exp.train_fns[key] = exp.make_train_fn(step_fn, num_steps)
+    exp.train_fns[key] = exp.make_train_fn(plan, num_steps)
   return exp.train_fns[key]
 
 
@@ -238,26 +299,61 @@ def train_epoch(
   """Runs one (1-based) epoch; returns the state and the epoch's mean metrics."""
   config = exp.config
   learning_rate = float(exp.schedule(int(state.step)))
-  phase, step_fn = exp.method.phase_at(epoch)
+  plan = plan_at(exp.plans, epoch)
   arrays = exp.train_arrays
   perm = jax.device_put(
       steps.epoch_permutation(config.seed, epoch, len(arrays.labels)),
       NamedSharding(exp.mesh, P()),
   )
   totals = steps.zero_metrics(
-      step_fn, state.method, arrays.images.shape[1:], config
+      plan.phase.train_step, state.method, arrays.images.shape[1:], config,
+      plan.batch_size,
   )
-  with _progress_bar(config, epoch, exp.steps_per_epoch) as bar:
-    for num_steps in exp.calls:
-      fn = _train_fn(exp, phase, step_fn, num_steps)
+  with _progress_bar(config, epoch, plan.steps_per_epoch) as bar:
+    for num_steps in plan.calls:
+      fn = _train_fn(exp, plan, num_steps)
       state, totals = fn(state, totals, arrays, perm)
       bar.update(num_steps)
-  record = {"epoch": epoch, "step": int(state.step), "phase": phase,
+  record = {"epoch": epoch, "step": int(state.step), "phase": plan.phase.name,
             "learning_rate": learning_rate}
   record.update(steps.epoch_means(
-      jax.device_get(totals), exp.steps_per_epoch, config.batch_size
+      jax.device_get(totals), plan.steps_per_epoch, plan.batch_size
   ))
   return state, record
+
+
+def initial_best(exp: Experiment, state: steps.LoopState):
+  """The hand-over slot: a state of the method's structure, or None."""
+  return state.method if exp.method.warmup_phases() else None
+
+
+def hand_over(
+    exp: Experiment,
+    state: steps.LoopState,
+    best: Any,
+    epoch: int,
+    history: list[dict[str, Any]],
+) -> tuple[steps.LoopState, Any]:
+  """After an evaluated epoch: keep a warm-up's best state, end its phase.
+
+  In a phase that hands over its best state, `best` is the method state of
+  the phase's epoch of highest noisy-validation accuracy so far (the first
+  on ties). After a phase's last epoch the state continues from `best`
+  (for such a phase), then the phase's `on_end` runs.
+  """
+  plan = plan_at(exp.plans, epoch)
+  phase = plan.phase
+  if phase.hands_over_best:
+    earlier = [r["val_acc"] for r in history
+               if plan.first_epoch <= r["epoch"] < epoch]
+    if not earlier or history[-1]["val_acc"] > max(earlier):
+      best = state.method
+  if epoch == plan.last_epoch:
+    if phase.hands_over_best:
+      state = state._replace(method=best)
+    if phase.on_end is not None:
+      state = state._replace(method=phase.on_end(state.method, epoch_view(exp)))
+  return state, best
 
 
 def evaluate(exp: Experiment, state: steps.LoopState) -> dict[str, float | None]:
@@ -307,7 +403,9 @@ def train_and_evaluate(
   atomic.write_json(os.path.join(workdir, "config.json"), run_config.as_dict(config))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   with ckpt.manager(workdir, config.checkpoints_to_keep) as checkpoints:
-    state, history = ckpt.restore(checkpoints, state, config)
+    (state, best), history = ckpt.restore(
+        checkpoints, (state, initial_best(exp, state)), config
+    )
     if history:
       print(f"Resumed after epoch {len(history)} in {workdir}.", flush=True)
     atomic.write_jsonl(metrics_path, history)
@@ -327,11 +425,12 @@ def train_and_evaluate(
       record.update(evaluate(exp, state))
       record["epoch_time_s"] = time.perf_counter() - start
       history.append(record)
+      state, best = hand_over(exp, state, best, epoch, history)
       print(evaluation.epoch_line(record, config.num_epochs), flush=True)
       # Metrics first: a kill between the two leaves one extra record, which
       # the resumption drops (the checkpoint's history is the truth).
       atomic.write_jsonl(metrics_path, history)
-      ckpt.save(checkpoints, epoch, state, history, config)
+      ckpt.save(checkpoints, epoch, (state, best), history, config)
     checkpoints.wait_until_finished()
   return finish(exp, state, history, workdir)
 
@@ -344,7 +443,10 @@ def finish(
 ) -> dict[str, Any]:
   """Writes summary.json (and the method's report); returns the summary."""
   summary = evaluation.summarize(
-      exp.config, history, exp.data, exp.mesh.devices.size
+      exp.config, history, exp.data, exp.mesh.devices.size,
+      warmup_phases=exp.method.warmup_phases(),
+      batch_sizes={p.phase.name: p.batch_size for p in exp.plans
+                   if p.phase.num_epochs},
   )
   if exp.method.report is not None:
     summary["method_report"] = evaluation.write_report(

@@ -76,7 +76,7 @@ def _timer(model: str, num_runs: int, mesh, *, vmapped: bool = True,
     config.seed = seed
     method, state = train.build_method(
         config, image_shape=shape, num_classes=10, num_train=num_examples,
-        steps_per_epoch=num_steps,
+        steps_per_epoch=num_steps, corruption_rate=config.noise_rate,
     )
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (num_examples, *shape), dtype=np.uint8)

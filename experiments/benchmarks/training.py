@@ -94,6 +94,7 @@ def _step_timer(model, method, steps_per_call, num_calls, mesh):
       num_classes=10,
       num_train=num_examples,
       steps_per_epoch=steps_per_epoch,
+      corruption_rate=config.noise_rate,
   )
   train_fn = steps.make_train_fn(
       method.train_step,

@@ -111,7 +111,7 @@ def instance_noise(
         f" rows for {labels.shape[0]} labels."
     )
   if rate == 0.0:
-    return label_sampling.NoisyLabels(labels, 0.0, None)
+    return label_sampling.NoisyLabels(labels, 0.0, None, 0.0)
   rate_rng, projection_rng, label_rng = (
       np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
   )
@@ -132,4 +132,4 @@ def instance_noise(
   rows = flip_rate[:, None] * flip_to
   rows[rows_index, labels] += 1.0 - flip_rate
   noisy = label_sampling.sample_rows(rows, label_rng)
-  return label_sampling.noisy_labels(labels, noisy, None)
+  return label_sampling.noisy_labels(labels, noisy, None, rows)

@@ -16,11 +16,19 @@ class NoisyLabels(NamedTuple):
       fluctuates around the requested rate because flips are sampled.
     transition: ``(c, c)`` row-stochastic ``T[i, j] = p(noisy=j | clean=i)``,
       or ``None`` for instance-dependent noise, which has one row per sample.
+    corruption_rate: the expected fraction of wrong labels,
+      ``1 - mean_i rows[i, y_i]`` over the rows the labels were drawn from:
+      ``1 - sum_c pi_c T_cc`` with ``pi`` the labels' class frequencies for
+      class-level noise (``n`` for symmetric and pairflip, ``0.4 n`` for
+      Fashion-MNIST's asymmetric map), the mean flip rate for instance
+      noise. This, not the nominal rate, is "the fraction of corrupted
+      labels" that the small-loss methods forget.
   """
 
   labels: np.ndarray
   realized_rate: float
   transition: np.ndarray | None
+  corruption_rate: float
 
 
 def check_num_classes(num_classes: int) -> None:
@@ -75,7 +83,16 @@ def sample_rows(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def noisy_labels(
-    clean: np.ndarray, noisy: np.ndarray, transition: np.ndarray | None
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    transition: np.ndarray | None,
+    rows: np.ndarray,
 ) -> NoisyLabels:
-  realized = float(np.mean(noisy != clean)) if clean.size else 0.0
-  return NoisyLabels(noisy, realized, transition)
+  """The result, from the ``(n, c)`` rows the noisy labels were drawn from."""
+  if not clean.size:
+    return NoisyLabels(noisy, 0.0, transition, 0.0)
+  keep = rows[np.arange(clean.size), clean]
+  return NoisyLabels(
+      noisy, float(np.mean(noisy != clean)), transition,
+      float(1.0 - np.mean(keep)),
+  )

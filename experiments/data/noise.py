@@ -128,8 +128,9 @@ def _from_transition(
 ) -> NoisyLabels:
   """Samples each noisy label from the row ``transition[clean label]``."""
   labels = label_sampling.check_labels(labels, num_classes)
-  noisy = label_sampling.sample_rows(transition[labels], np.random.default_rng(seed))
-  return label_sampling.noisy_labels(labels, noisy, transition)
+  rows = transition[labels]
+  noisy = label_sampling.sample_rows(rows, np.random.default_rng(seed))
+  return label_sampling.noisy_labels(labels, noisy, transition, rows)
 
 
 def symmetric_noise(

@@ -42,6 +42,9 @@ class NoisyDataset(NamedTuple):
       (before the split), measured against the ground truth.
     transition: ``(c, c)`` transition matrix of the applied noise, or
       ``None`` (instance noise, or labels that were already noisy).
+    corruption_rate: the expected fraction of wrong training labels, from
+      the noise model (``label_sampling.NoisyLabels.corruption_rate``); for
+      labels that were already noisy, the realized rate.
   """
 
   name: str
@@ -58,6 +61,7 @@ class NoisyDataset(NamedTuple):
   noise_rate: float
   realized_rate: float
   transition: np.ndarray | None
+  corruption_rate: float
 
 
 def split_indices(
@@ -135,6 +139,7 @@ def make_noisy_dataset(
   )
   clean = _ground_truth(train)
   transition = noisy.transition if train.clean_labels is None else None
+  realized = float(np.mean(noisy.labels != clean))
   train_idx, val_idx = split_indices(len(clean), val_fraction, seed)
   return NoisyDataset(
       name=dataset.name,
@@ -149,8 +154,11 @@ def make_noisy_dataset(
       test_labels=dataset.test.labels,
       noise_type=noise_type,
       noise_rate=noise_rate,
-      realized_rate=float(np.mean(noisy.labels != clean)),
+      realized_rate=realized,
       transition=transition,
+      corruption_rate=(
+          noisy.corruption_rate if train.clean_labels is None else realized
+      ),
   )
 
 

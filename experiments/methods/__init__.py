@@ -22,6 +22,7 @@ from experiments.methods import gce
 from experiments.methods import joint
 from experiments.methods import mentornet
 from experiments.methods import s2e
+from experiments.methods import self_paced
 from experiments.methods import t_revision
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
@@ -74,7 +75,7 @@ REGISTRY: dict[str, Entry] = {
         module.__name__.rsplit(".", 1)[1]: _entry(module)
         for module in (
             mentornet, coteaching, coteaching_plus, gce, apl, dmi, forward,
-            t_revision, joint, s2e,
+            t_revision, joint, s2e, self_paced,
         )
     },
 }

@@ -76,7 +76,14 @@ class Context(NamedTuple):
     num_train: size of the training split (for per-example state).
     steps_per_epoch: optimizer steps per epoch.
     learning_rate: the protocol's learning-rate schedule, in steps.
-    noise_rate: the true noise rate (the paper's oracle for CDR's tau).
+    noise_rate: the nominal noise rate n of the noise model (the paper's
+      oracle for CDR's tau, as its reference code passes it).
+    corruption_rate: the expected fraction of wrong training labels,
+      1 - sum_c pi_c T_cc of the generated noise (``NoisyDataset``): the
+      oracle for hyperparameters defined as "the fraction of corrupted
+      labels" (the small-loss methods' forget rate). It equals n for
+      symmetric and pairflip noise, and is 0.4 n on Fashion-MNIST's
+      asymmetric map, where 4 of 10 classes flip.
   """
 
   args: ml_collections.ConfigDict
@@ -87,17 +94,34 @@ class Context(NamedTuple):
   steps_per_epoch: int
   learning_rate: optax.Schedule
   noise_rate: float
+  corruption_rate: float
 
 
 TrainStep = Callable[[State, Batch, StepInfo], tuple[State, Metrics]]
 
 
 class Phase(NamedTuple):
-  """A stretch of training with its own step function."""
+  """A stretch of training with its own step function.
+
+  Attributes:
+    name: logged in every epoch's record.
+    num_epochs: its length (0: skipped).
+    train_step: its step function.
+    hands_over_best: a preparatory phase (a warm-up) whose official code
+      continues from its best model: after its last epoch the loop replaces
+      the state by the one of the phase's epoch of best noisy-validation
+      accuracy (the first on ties), and the run's reported epoch is chosen
+      after it.
+    on_end: ``(state, view) -> state``, called once after the phase's last
+      epoch (after the hand-over): estimating a transition matrix from the
+      warm-up model, starting a new optimizer.
+  """
 
   name: str
   num_epochs: int
   train_step: TrainStep
+  hands_over_best: bool = False
+  on_end: Callable[[State, "EpochView"], State] | None = None
 
 
 class EpochView(NamedTuple):
@@ -123,6 +147,17 @@ class Method:
   phases: tuple[Phase, ...] = ()
   end_epoch: Callable[[State, int, EpochView], State] | None = None
   report: Callable[[State], dict[str, Any]] | None = None
+  # The batch size of the final phase (``train_step``), when the method's
+  # official code needs another than the protocol's (DMI: det(U) = 0 for a
+  # batch that misses a class). None: config.batch_size. Its step sees the
+  # protocol's learning-rate schedule in steps of config.batch_size, so a
+  # method that sets it uses a rate of its own in that phase.
+  train_batch_size: int | None = None
+
+  def all_phases(self, num_epochs: int) -> tuple[Phase, ...]:
+    """Every phase of a run of ``num_epochs``, the final one included."""
+    final = num_epochs - sum(p.num_epochs for p in self.phases)
+    return (*self.phases, Phase("train", max(final, 0), self.train_step))
 
   def phase_at(self, epoch: int) -> tuple[str, TrainStep]:
     """The (name, step function) of 1-based ``epoch``."""
@@ -132,3 +167,7 @@ class Method:
         return phase.name, phase.train_step
       first += phase.num_epochs
     return "train", self.train_step
+
+  def warmup_phases(self) -> tuple[str, ...]:
+    """Names of the phases that hand over their best state."""
+    return tuple(p.name for p in self.phases if p.hands_over_best)

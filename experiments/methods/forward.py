@@ -6,25 +6,26 @@ fits: -log (softmax(f(x)) @ T)[y].
 
 * ``transition="estimate"`` (default): T from anchor points
   (``estimation.anchor_transition``) of a CE warm-up, on the training split,
-  at the end of the warm-up's last epoch, with the 97th-percentile filter
-  except on CIFAR-100 (giorgiop/loss-correction experiment.py l.58-62; the
-  same switch in xiaoboxia/T-Revision main.py l.52, 65, 78).
+  with the 97th-percentile filter except on CIFAR-100
+  (giorgiop/loss-correction experiment.py l.58-62; the same switch in
+  xiaoboxia/T-Revision main.py l.52, 65, 78).
   ``"oracle"``: the true class-level T of the configured noise, no warm-up
   (Patrini's "forward" with known T, experiment.py l.143-145); instance
   noise has no class-level T.
-* Budget. Patrini et al. train a whole CE run, estimate T from it and train
-  a new network on the corrected loss from scratch (experiment.py
-  l.122-141); T-Revision estimates after a 20-epoch warm-up (main.py l.27,
-  58) and goes on from the warm-up network. We spend one run's
-  ``num_epochs``: a CE warm-up of ``warmup_epochs`` (default 10% of the run,
-  i.e. T-Revision's 20 epochs for the protocol's 200 CIFAR epochs), then the
-  corrected loss continues from the warm-up network with a fresh optimizer
-  state, under the protocol's SGD and learning-rate schedule (a comparison
-  with CE at the same cost).
-* The official estimate uses the warm-up epoch with the best noisy
-  validation accuracy (T-Revision main.py l.205-212); the end-of-epoch view
-  offers the training split only, so we estimate from the last warm-up
-  epoch.
+* Procedure, as Patrini et al.'s code: a CE model is trained and its best
+  validation state kept (models.py l.94-99, 132-133), T is estimated from
+  it on the whole training split (experiment.py l.123-137), and a *new,
+  randomly initialized* network is trained on the corrected loss
+  (experiment.py l.141, 148). Here the CE warm-up is ``warmup_epochs`` of
+  the run's ``num_epochs`` (default 10%, T-Revision's 20 of 200 epochs,
+  main.py l.27, 58), its state of best noisy-validation accuracy is handed
+  over (the loop's ``Phase.hands_over_best``; Patrini's checkpoint monitors
+  the validation loss, the protocol selects by accuracy), T is estimated
+  from it, and the corrected loss trains a fresh network (its own seeded
+  initialization) with a fresh optimizer state under the protocol's SGD and
+  learning-rate schedule for the remaining epochs: the same cost as CE.
+  The reported epoch is chosen among the corrected phase's epochs; the
+  warm-up's best is in ``summary.json`` under ``warmups``.
 * Confident learning (cleanlab) runs on the same probabilities, a second
   estimate of tau for the report. They are in-sample: cross-fitting would
   cost one warm-up per fold, the loop's view has no held-out predictions,
@@ -64,6 +65,9 @@ from experiments.methods.base import TrainStep
 
 DESCRIPTION = "Forward: CE on log(softmax(f) T), T from a CE warm-up's anchors"
 TRANSITIONS = ("estimate", "oracle")
+# The corrected network's initialization: a stream of the run's seed that
+# differs from the loop's (steps.INIT_STREAM = 0).
+FRESH_NET_STREAM = 101
 
 
 def default_args() -> ml_collections.ConfigDict:
@@ -109,10 +113,10 @@ def warmup_epochs(args: ml_collections.ConfigDict, num_epochs: int) -> int:
   epochs = args.warmup_epochs
   if epochs is None:
     epochs = max(1, round(0.1 * num_epochs))
-  if epochs > num_epochs:
+  if epochs >= num_epochs:
     raise errors.UserError(
-        f"method_args warmup_epochs={epochs} exceeds num_epochs={num_epochs}:"
-        " the transition matrix would never be estimated."
+        f"method_args warmup_epochs={epochs} must be below num_epochs="
+        f"{num_epochs}: the corrected loss needs epochs of its own."
     )
   return epochs
 
@@ -162,22 +166,25 @@ def _estimate_from(ctx: Context, state, view: EpochView) -> estimation.Estimate:
 # `supervised.SupervisedState`) and `estimate` (an `estimation.Estimate`).
 
 
-def estimate_after_warmup(
-    ctx: Context, tx: optax.GradientTransformation, num_warmup: int
-) -> Callable[[Any, int, EpochView], Any]:
-  """The end_epoch hook: after epoch `num_warmup`, estimate T from the model.
+def estimate_on_end(
+    ctx: Context,
+    tx: optax.GradientTransformation,
+    fresh_network: Callable[[], Any] | None = None,
+) -> Callable[[Any, EpochView], Any]:
+  """A warm-up phase's ``on_end``: estimate T from the (handed-over) model.
 
   The next stage starts a fresh optimizer state, as after the official
-  warm-up (T-Revision main.py l.83-84: two optimizers).
+  warm-up (T-Revision main.py l.83-84: two optimizers), and, with
+  `fresh_network`, a new network (Patrini et al.'s experiment.py l.141).
   """
 
-  def end_epoch(state, epoch: int, view: EpochView):
-    if epoch != num_warmup:
-      return state
-    model = state.model._replace(opt_state=tx.init(state.model.net.params))
-    return state._replace(model=model, estimate=_estimate_from(ctx, state, view))
+  def on_end(state, view: EpochView):
+    estimate = _estimate_from(ctx, state, view)
+    net = state.model.net if fresh_network is None else fresh_network()
+    model = state.model._replace(net=net, opt_state=tx.init(net.params))
+    return state._replace(model=model, estimate=estimate)
 
-  return end_epoch
+  return on_end
 
 
 def step_on_model(train_step: TrainStep) -> TrainStep:
@@ -253,15 +260,22 @@ def make(ctx: Context) -> Method:
       return {"transition": np.asarray(state.estimate.transition)}
     return estimation.report(state.estimate, true)
 
+  def fresh_network():
+    key = jax.random.fold_in(jax.random.key(ctx.config.seed), FRESH_NET_STREAM)
+    return ctx.network.init(key)
+
   forward_step = corrected_step(ctx, tx, mean_forward_cross_entropy)
   return Method(
       init=init,
       train_step=forward_step,
       predict=predict,
       phases=(
-          Phase("warmup", num_warmup, step_on_model(ce.train_step)),
+          Phase(
+              "warmup", num_warmup, step_on_model(ce.train_step),
+              hands_over_best=True,
+              on_end=estimate_on_end(ctx, tx, fresh_network),
+          ),
           Phase("forward", ctx.config.num_epochs - num_warmup, forward_step),
       ),
-      end_epoch=estimate_after_warmup(ctx, tx, num_warmup),
       report=report,
   )

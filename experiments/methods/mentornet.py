@@ -1,71 +1,228 @@
-"""MentorNet (Jiang et al., ICML 2018), self-paced, with Co-teaching's R(t).
+"""MentorNet-PD (Jiang et al., ICML 2018): a pre-defined curriculum by loss.
 
-One network learns, in every batch, from its own R(t) smallest-loss examples
-(``small_loss``: R(t) = 1 - tau min(t / T_k, 1), T_k = 10). The CDR paper
-does not give its MentorNet settings; following the issue ("baselines II"),
-we use the schedule of the Co-teaching / Dual-T comparisons, which list
-MentorNet beside Co-teaching. Neither bhanML/Co-teaching nor
-xingruiyu/coteaching_plus ships MentorNet code, so this single-network
-selection is our reading of that baseline, not a port.
+The student network learns, in every batch, the per-example cross-entropy
+weighted by the mentor's v in [0, 1]; the mentor never sees the noise rate.
+Every part below is google/mentornet's (code/ paths, commit 76d6be2):
 
-What google/mentornet's ``mentornet_pd`` is, and what we do not implement:
-the PD ("pre-defined") MentorNet is a small bidirectional-LSTM + FC network
-(code/utils.py L89-160) trained offline to reproduce a fixed weighting
-v*(loss, loss - lambda, epoch) (code/training_mentornet/models.py L166-195,
-``vstar_mentornet_pd``): every example while training progress is at most
-18%, then self-paced weights v = [loss <= lambda] until 90%, then SPCL-linear
-weights v = clip(1 - (loss - lambda) / gamma, 0, 1) with gamma = 1. Its
-threshold lambda is a moving average (decay 0.5, cifar_train_mentornet.py
-L91) of the batch's p-th loss percentile (0.7 by default, L80; the
-commands pass 0.75 as ``--loss_p_precentile``, a misspelling of the flag,
-commands/train_studentnet_resnet.sh L307), and the weights are further
-dropped at random with rates 0.5 then 0.05 ("example dropout", L94; the
-commands pass "0.5,17,0.05,83"). The progress is measured in hundredths of
-the training steps (L197-198), not in epochs.
+* Progress is the percentage of training steps done, floor(100 step /
+  total steps) in 0..99 (cifar_train_mentornet.py L197-198).
+* lambda, the loss threshold: a moving average, initialized at 0, of the
+  batch's ``loss_percentile``-th loss percentile, updated with the current
+  batch before it is used, avg <- decay avg + (1 - decay) percentile
+  (utils.py L201-202, L219-225), decay 0.5 (cifar_train_mentornet.py L91).
+  The PD commands intend the 75th percentile (commands/
+  train_studentnet_resnet.sh L304-399, noise 0.2 and 0.4), through a
+  misspelt flag (``--loss_p_precentile``) that TF1 ignores, so those runs
+  used the default 0.7 (cifar_train_mentornet.py L80); we take the
+  intended 0.75 (``loss_percentile``).
+* v* of the PD mentor (training_mentornet/models.py L166-195) on
+  lossdiff = loss - lambda: 1 while progress <= 18 (L193-194); self-paced,
+  v = [lossdiff <= 0], up to progress 89 (L69-88); SPCL-linear,
+  v = clip(1 - lossdiff / gamma, 0, 1) with gamma = 1, from 90 on
+  (L140-163, L187-188).
+* Example dropout: at each progress a rate r; a uniformly random
+  int(B (1 - r)) examples of the batch keep their v, the others get 0
+  (utils.py L243-245, L279-292). The PD commands' schedule
+  "0.5,17,0.05,83": r = 0.5 for progress 0-16, 0.05 for 17-99
+  (utils.py L61-86 parse the format).
+* The student's loss is mean(v * loss) over the batch, divided by B, not
+  by sum(v) (cifar_train_mentornet.py L218-220); its weight decay is
+  scaled by sum(v) / B (L228); v is a constant of the gradient (it comes
+  out of a py_func, utils.py L243).
 
-We keep its self-paced core - train on the examples whose loss is below a
-per-batch threshold - with the threshold chosen as the R(t)-quantile of the
-batch, which makes the fraction kept exactly R(t): no learned mentor, no
-moving average, no example dropout, no SPCL phase. ``noisy_ids`` are the
-examples the network rejected at their most recent appearance.
-
-Defaults, optimizer and the report are those of ``small_loss``.
+Deviation: the official student is weighted by a bidirectional-LSTM mentor
+trained offline to reproduce v* (utils.py L89-160; the trained weights are
+not in the repository, README L49-56); we evaluate v* itself, the function
+that network was fitted to. The student's optimizer is the protocol's SGD
+(momentum, the protocol's weight decay scaled as above), for the same
+footing as CE and CDR (the official: momentum 0.9, lr 0.1 with steps,
+cifar_train_mentornet.py L238-251).
 
 References:
   Jiang, Zhou, Leung, Li, Fei-Fei. "MentorNet: Learning Data-Driven
   Curriculum for Very Deep Neural Networks on Corrupted Labels". ICML 2018.
-  Han, Yao, Yu, Niu, Xu, Hu, Tsang, Sugiyama. "Co-teaching: Robust Training
-  of Deep Neural Networks with Extremely Noisy Labels". NeurIPS 2018.
 """
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+import optax
 
-from experiments.methods import selection
+from experiments import errors
+from experiments.methods import losses
 from experiments.methods import small_loss
+from experiments.methods import supervised
+from experiments.methods.base import Batch
 from experiments.methods.base import Context
 from experiments.methods.base import Method
+from experiments.methods.base import NetworkState
+from experiments.methods.base import StepInfo
 
-DESCRIPTION = "MentorNet (self-paced): one net learns its R(t) smallest losses"
+DESCRIPTION = "MentorNet-PD: v* of a moving loss percentile, example dropout"
 
-check_args = small_loss.check_args
-check_config = small_loss.check_config
+# The dropout's random stream of the run's seed (steps.INIT_STREAM is 0).
+_DROPOUT_STREAM = 102
+_PROGRESS_STEPS = 100
 
 
 def default_args() -> ml_collections.ConfigDict:
-  """Co-teaching's schedule and optimizer options (see small_loss)."""
-  return small_loss.default_args()
+  """google/mentornet's PD settings (see the module docstring)."""
+  return ml_collections.ConfigDict({
+      # The batch loss percentile of lambda: the PD commands' intended 0.75
+      # (train_studentnet_resnet.sh L304-399).
+      "loss_percentile": 0.75,
+      # lambda's moving-average decay (cifar_train_mentornet.py L91).
+      "moving_average_decay": 0.5,
+      # v = 1 up to this progress (models.py L193-194), self-paced after.
+      "burn_in_progress": 18,
+      # SPCL-linear from this progress (models.py L187-188), gamma 1 (L154-156).
+      "spcl_progress": 90,
+      "spcl_gamma": 1.0,
+      # "rate,percent,rate,percent,...", percents summing to 100
+      # (utils.py L61-86; the PD commands' value).
+      "example_dropout_rates": "0.5,17,0.05,83",
+  })
 
 
-def select_own_small_loss(fwds, batch, info, table) -> small_loss.Selection:
-  """The network keeps its own int(R(t) B) smallest-loss examples."""
-  (fwd,) = fwds
-  keep = selection.keep_count(table, info.epoch, batch.labels.shape[0])
-  mask = selection.small_loss_mask(fwd.loss, keep)
-  return small_loss.Selection(
-      (mask.astype(fwd.loss.dtype),), judged=jnp.ones_like(mask), metrics={}
+def dropout_schedule(text: str) -> np.ndarray:
+  """The (100,) per-progress dropout rates of "rate,percent,..." text."""
+  try:
+    values = [float(v) for v in text.split(",")]
+  except ValueError:
+    values = []
+  if not values or len(values) % 2:
+    raise errors.UserError(
+        "method_args example_dropout_rates must be 'rate,percent,...' pairs,"
+        f" got {text!r}."
+    )
+  rates, spans = values[0::2], values[1::2]
+  if any(not 0.0 <= r < 1.0 for r in rates) or any(
+      s < 0 or s != int(s) for s in spans
+  ) or sum(spans) != _PROGRESS_STEPS:
+    raise errors.UserError(
+        "method_args example_dropout_rates needs rates in [0, 1) and whole"
+        f" percents summing to 100, got {text!r}."
+    )
+  return np.repeat(np.asarray(rates, np.float32), np.asarray(spans, int))
+
+
+def check_args(args: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for hyperparameters outside their range."""
+  if not 0.0 < args.loss_percentile <= 1.0:
+    raise errors.UserError(
+        f"method_args loss_percentile must be in (0, 1], got {args.loss_percentile}."
+    )
+  if not 0.0 <= args.moving_average_decay < 1.0:
+    raise errors.UserError(
+        "method_args moving_average_decay must be in [0, 1), got"
+        f" {args.moving_average_decay}."
+    )
+  if not 0 <= args.burn_in_progress < args.spcl_progress <= _PROGRESS_STEPS:
+    raise errors.UserError(
+        "method_args need 0 <= burn_in_progress < spcl_progress <= 100, got"
+        f" {args.burn_in_progress} and {args.spcl_progress}."
+    )
+  if not args.spcl_gamma > 0:
+    raise errors.UserError(f"method_args spcl_gamma must be > 0, got {args.spcl_gamma}.")
+  dropout_schedule(args.example_dropout_rates)
+
+
+def progress(step: jax.Array, total_steps: int) -> jax.Array:
+  """floor(100 step / total steps), in 0..99 (int32; exact below 2^31 / 100
+  steps)."""
+  return jnp.minimum((step * _PROGRESS_STEPS) // total_steps, _PROGRESS_STEPS - 1)
+
+
+def mentor_weights(
+    loss: jax.Array,
+    threshold: jax.Array,
+    at: jax.Array,
+    args: ml_collections.ConfigDict,
+) -> jax.Array:
+  """v*(loss - lambda, progress) of the PD mentor, before example dropout."""
+  diff = loss - threshold
+  self_paced = (diff <= 0).astype(loss.dtype)
+  spcl = jnp.clip(1.0 - diff / args.spcl_gamma, 0.0, 1.0)
+  return jnp.where(
+      at <= args.burn_in_progress,
+      jnp.ones_like(loss),
+      jnp.where(at < args.spcl_progress, self_paced, spcl),
   )
 
 
+def example_dropout(key: jax.Array, weights: jax.Array, rate: jax.Array):
+  """Keeps the weights of a uniformly random int(B (1 - rate)) examples."""
+  size = weights.shape[0]
+  keep = jnp.floor(size * (1.0 - rate)).astype(jnp.int32)
+  rank = jnp.argsort(jax.random.permutation(key, size))
+  return jnp.where(rank < keep, weights, 0.0)
+
+
+class MentorNetState(NamedTuple):
+  """The student and its optimizer, and the moving loss threshold lambda."""
+
+  model: supervised.SupervisedState
+  loss_threshold: jax.Array  # float32 scalar.
+
+
 def make(ctx: Context) -> Method:
-  return small_loss.make(ctx, 1, select_own_small_loss)
+  args = ctx.args
+  network = ctx.network
+  total_steps = ctx.config.num_epochs * ctx.steps_per_epoch
+  rates = jnp.asarray(dropout_schedule(args.example_dropout_rates))
+  tx = optax.sgd(ctx.learning_rate, ctx.config.momentum)
+  weight_decay = ctx.config.weight_decay
+  dropout_key = jax.random.fold_in(
+      jax.random.key(ctx.config.seed), _DROPOUT_STREAM
+  )
+  decay = args.moving_average_decay
+
+  def init(key: jax.Array) -> MentorNetState:
+    net = network.init(key)
+    model = supervised.SupervisedState(net, tx.init(net.params))
+    return MentorNetState(model, jnp.zeros([], jnp.float32))
+
+  def train_step(state: MentorNetState, batch: Batch, info: StepInfo):
+    learner = state.model
+    fwd = small_loss.forward(network, learner, batch, on_probabilities=False)
+    loss = jax.lax.stop_gradient(fwd.loss)
+    # tf.contrib.distributions.percentile's default interpolation.
+    percentile = jnp.percentile(
+        loss, 100.0 * args.loss_percentile, method="nearest"
+    )
+    threshold = decay * state.loss_threshold + (1.0 - decay) * percentile
+    at = progress(info.step, total_steps)
+    weights = mentor_weights(loss, threshold, at, args)
+    weights = example_dropout(
+        jax.random.fold_in(dropout_key, info.step), weights, rates[at]
+    )
+    size = weights.shape[0]
+    (grads,) = fwd.pullback(weights / size)
+    params = learner.net.params
+    scale = weight_decay * jnp.sum(weights) / size
+    grads = jax.tree.map(lambda g, p: g + scale * p, grads, params)
+    updates, opt_state = tx.update(grads, learner.opt_state, params)
+    model = supervised.SupervisedState(
+        NetworkState(optax.apply_updates(params, updates), fwd.batch_stats),
+        opt_state,
+    )
+    metrics = {
+        "train_loss": jnp.mean(weights * fwd.loss),
+        "train_running_acc": losses.accuracy(fwd.logits, batch.labels),
+        "loss_threshold": threshold,
+        "mentor_weight": jnp.mean(weights),
+        "selected": weights > 0,
+    }
+    return MentorNetState(model, threshold), metrics
+
+  def predict(state: MentorNetState, images: jax.Array) -> jax.Array:
+    net = state.model.net
+    return network.apply(net.params, net.batch_stats, images, train=False)[0]
+
+  def report(state: MentorNetState) -> dict:
+    return {"loss_threshold": float(state.loss_threshold)}
+
+  return Method(init=init, train_step=train_step, predict=predict, report=report)

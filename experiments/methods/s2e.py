@@ -80,8 +80,8 @@ def default_args() -> ml_collections.ConfigDict:
       # The 12 schedule parameters (a tuple), e.g. from s2e_search's
       # best_params.json; None: `coteaching_like_params`.
       "params": config_dict.placeholder(tuple),
-      # Level of the default curve; None = the true noise rate (Co-teaching's
-      # default, bhanML/Co-teaching main.py L22). Unused when params is set.
+      # Level of the default curve; None = the true fraction of corrupted
+      # labels (small_loss.forget_rate, Co-teaching's default). Unused when params is set.
       "forget_rate": config_dict.placeholder(float),
   })
   shared = small_loss.default_args()
@@ -154,7 +154,7 @@ def schedule_params(ctx: Context) -> tuple[float, ...]:
   """args.params, or the Co-teaching-like curve at the forget rate."""
   if ctx.args.params is not None:
     return tuple(float(p) for p in ctx.args.params)
-  tau = ctx.noise_rate if ctx.args.forget_rate is None else ctx.args.forget_rate
+  tau = small_loss.forget_rate(ctx)
   return coteaching_like_params(tau)
 
 

@@ -22,8 +22,8 @@ candidate examples with the smallest cross-entropy and train on those only:
   notices; with the protocol's SGD it would shrink the step by the number
   kept (about the batch size), so we take the plain mean.
 
-The forget rate tau is ``forget_rate``, or the true noise rate (the
-official default), or, with ``forget_rate_source="anchor"`` or
+The forget rate tau is ``forget_rate``, or the true fraction of corrupted
+labels (``forget_rate()``; the official default), or, with ``forget_rate_source="anchor"`` or
 ``"cleanlab"``, an estimate: for ``warmup_epochs`` (default 10% of the run)
 tau = 0, so each selection keeps all its candidates (every example; for
 Co-teaching+ every disagreement), then the noise rate is estimated from
@@ -155,8 +155,17 @@ class SelectionPhase(NamedTuple):
 
 
 def forget_rate(ctx: Context) -> float:
-  """args.forget_rate, or the true noise rate (the official default)."""
-  return ctx.noise_rate if ctx.args.forget_rate is None else ctx.args.forget_rate
+  """args.forget_rate, or the fraction of corrupted labels.
+
+  The official default is the noise rate (bhanML/Co-teaching main.py L22,
+  L112-115), whose symmetric and pairflip noises corrupt exactly that
+  fraction; the paper defines tau as the fraction of noisy labels. Our
+  oracle is that fraction, ``ctx.corruption_rate`` (0.4 n, not n, under
+  Fashion-MNIST's asymmetric map, where 4 of 10 classes flip).
+  """
+  if ctx.args.forget_rate is None:
+    return ctx.corruption_rate
+  return ctx.args.forget_rate
 
 
 def optimizer(ctx: Context) -> optax.GradientTransformation:
@@ -282,6 +291,7 @@ def make(
           forget_rate_source=ctx.args.forget_rate_source,
           estimated_tau=float(state.forget_rate),
           true_noise_rate=ctx.noise_rate,
+          true_corruption_rate=ctx.corruption_rate,
       )
     return result
 
@@ -305,8 +315,8 @@ def make(
 def default_args() -> ml_collections.ConfigDict:
   """The schedule's and the optimizer's defaults (bhanML/Co-teaching main.py)."""
   return ml_collections.ConfigDict({
-      # tau; None = the true noise rate, as the official default
-      # (main.py L22, L112-115).
+      # tau; None = the true fraction of corrupted labels (forget_rate()),
+      # the official default (main.py L22, L112-115).
       "forget_rate": config_dict.placeholder(float),
       # "oracle": forget_rate (above); "anchor" or "cleanlab": estimated
       # after warmup_epochs (None = 10% of the run) of training on every

@@ -27,11 +27,20 @@ Deviations, each for our one-run budget or for the loop's interface:
   decay 1e-4, steps at its own epochs 40 and 80 (l.18-20, 84-86): set
   ``weight_decay=1e-4`` for its decay. The warm-up is the protocol's CE
   (the official warm-up SGD has no momentum, l.83).
-* The official code keeps the warm-up (reweighting) epoch with the best
-  noisy validation accuracy to estimate T (to start the revision) from
-  (l.205-226, 294-299); the loop's end-of-epoch view has no validation
-  predictions, so each stage continues from the previous stage's last epoch.
-  The reweighting starts a fresh SGD state, the revision a fresh Adam state.
+* Hand-overs, as the official code: the reweighting starts from the
+  warm-up epoch of best noisy-validation accuracy, whose model also gives
+  the anchor-point T (main.py l.205-226), and the revision starts from the
+  reweighting epoch of best noisy-validation accuracy (l.294-299); both
+  stages are the loop's ``Phase.hands_over_best``. The official code ranks
+  the reweighting epochs by the accuracy of the modelled noisy posterior
+  T^T p on the noisy validation labels (l.258-278); the loop ranks every
+  phase by the evaluated network's own prediction. The reweighting starts a
+  fresh SGD state, the revision a fresh Adam state (and Delta T = 0, l.300).
+* The reported epoch is the revision epoch of best noisy-validation
+  accuracy (the protocol's rule, within the method's own last stage); the
+  official script prints every epoch's test accuracy and selects none
+  (l.353-367). The two earlier stages' best epochs are in ``summary.json``
+  under ``warmups``.
 * The official revision loss adds Delta T to T once per example inside its
   loop (loss.py l.47: T = T + correction), so example i of a batch uses
   T + (i + 1) Delta T; we use T + Delta T for every example (the paper's
@@ -86,9 +95,10 @@ def default_args() -> ml_collections.ConfigDict:
 def check_args(args: ml_collections.ConfigDict) -> None:
   """Raises ValueError for hyperparameters outside their range."""
   forward.check_estimation_args(args)
-  if args.revision_epochs is not None and args.revision_epochs < 0:
+  if args.revision_epochs is not None and args.revision_epochs < 1:
     raise errors.UserError(
-        f"method_args revision_epochs must be >= 0, got {args.revision_epochs}."
+        "method_args revision_epochs must be >= 1 (the reported epoch is a"
+        f" revision epoch), got {args.revision_epochs}."
     )
   for name in ("revision_learning_rate", "revision_weight_decay"):
     if args[name] < 0:
@@ -246,13 +256,16 @@ def make(ctx: Context) -> Method:
       train_step=revision_step,
       predict=predict,
       phases=(
-          Phase("warmup", num_warmup, forward.step_on_model(ce.train_step)),
+          Phase(
+              "warmup", num_warmup, forward.step_on_model(ce.train_step),
+              hands_over_best=True, on_end=forward.estimate_on_end(ctx, tx),
+          ),
           Phase(
               "reweight", num_reweight,
               forward.corrected_step(ctx, tx, _reweighting_loss),
+              hands_over_best=True,
           ),
           Phase("revision", num_revision, revision_step),
       ),
-      end_epoch=forward.estimate_after_warmup(ctx, tx, num_warmup),
       report=report,
   )

@@ -67,7 +67,7 @@ def make_context(
       num_train=num_train,
       steps_per_epoch=steps_per_epoch,
       learning_rate=lambda step: lr,
-      noise_rate=noise_rate,
+      noise_rate=noise_rate, corruption_rate=noise_rate,
   )
 
 

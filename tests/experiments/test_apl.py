@@ -55,7 +55,7 @@ def _context(dataset="mnist", lr=0.1, **args):
   return methods.Context(
       args=methods.args_of(config), config=config, network=None,
       num_classes=10, num_train=100, steps_per_epoch=10,
-      learning_rate=lambda step: lr, noise_rate=0.2,
+      learning_rate=lambda step: lr, noise_rate=0.2, corruption_rate=0.2,
   )
 
 

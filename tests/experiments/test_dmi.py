@@ -39,17 +39,18 @@ def _numpy_dmi(z, y, divide_by_batch=False):
   return -np.log(abs(det) + 1e-3), d_z, det
 
 
-def _context(batch_size=32, num_classes=10, num_epochs=100, **args):
+def _context(batch_size=None, num_classes=10, num_epochs=100, **args):
+  """A context whose args.batch_size (the DMI phase's) is `batch_size`."""
   config = default.get_config()
   config.method = "dmi"
-  config.batch_size = batch_size
+  config.method_args.dmi.batch_size = batch_size
   config.num_epochs = num_epochs
   for key, value in args.items():
     config.method_args.dmi[key] = value
   return methods.Context(
       args=methods.args_of(config), config=config, network=None,
       num_classes=num_classes, num_train=100, steps_per_epoch=10,
-      learning_rate=lambda step: 0.1, noise_rate=0.2,
+      learning_rate=lambda step: 0.1, noise_rate=0.2, corruption_rate=0.2,
   )
 
 
@@ -123,6 +124,26 @@ def test_fewer_examples_than_classes_is_rejected():
   dmi.make(_context(batch_size=10, num_classes=10))
 
 
+def test_dmi_phase_runs_at_the_official_batch_unless_set():
+  # 256 for 10 classes (L_DMI CIFAR-10), more where 256 would miss a class.
+  assert dmi.make(_context(num_classes=10)).train_batch_size == 256
+  assert dmi.make(_context(num_classes=14)).train_batch_size == 256
+  assert dmi.make(_context(num_classes=100)).train_batch_size == 1024
+  assert dmi.make(_context(batch_size=48)).train_batch_size == 48
+  for classes in (10, 100):
+    batch = dmi.official_batch_size(classes)
+    assert classes * (1 - 1 / classes) ** batch <= dmi.MISSING_CLASS_BOUND
+
+
+def test_a_batch_missing_a_class_has_no_gradient():
+  """Why the DMI phase needs a batch that holds every class."""
+  logits = _RNG.normal(0.0, 2.0, (40, 10)).astype(np.float32)
+  labels = np.arange(40, dtype=np.int32) % 9  # class 9 is missing
+  np.testing.assert_array_equal(jax.grad(dmi.dmi_loss)(logits, labels), 0.0)
+  labels[0] = 9
+  assert np.abs(jax.grad(dmi.dmi_loss)(logits, labels)).max() > 0
+
+
 def test_ce_phase_length_defaults_to_the_official_share():
   assert dmi.make(_context(num_epochs=220)).phases[0].num_epochs == 120
   assert dmi.make(_context(num_epochs=100)).phases[0].num_epochs == 55
@@ -163,6 +184,7 @@ def test_metrics_show_the_ce_phase_then_dmi(tmp_path):
       model="mlp", mlp_hidden=(16,), num_epochs=3, method="dmi"
   )
   config.method_args.dmi.ce_epochs = 1
+  config.method_args.dmi.batch_size = 16
   config.method_args.dmi.learning_rate = 0.0  # DMI then leaves the net as is.
   train.train_and_evaluate(config, str(tmp_path), make_tiny_dataset())
   history = read_metrics(str(tmp_path))

@@ -96,7 +96,7 @@ def make_context(
   return methods.Context(
       args=methods.args_of(config), config=config, network=network,
       num_classes=10, num_train=100, steps_per_epoch=10,
-      learning_rate=lambda step: 0.1, noise_rate=0.2,
+      learning_rate=lambda step: 0.1, noise_rate=0.2, corruption_rate=0.2,
   )
 
 
@@ -119,8 +119,8 @@ def test_bad_args_are_rejected():
     make_context(transition="guess")
   with pytest.raises(ValueError, match="warmup_epochs must be >= 1"):
     make_context(warmup_epochs=0)
-  with pytest.raises(ValueError, match="exceeds num_epochs"):
-    forward.make(make_context(num_epochs=3, warmup_epochs=4))
+  with pytest.raises(ValueError, match="must be below num_epochs"):
+    forward.make(make_context(num_epochs=3, warmup_epochs=3))
 
 
 def test_oracle_uses_the_true_t_without_warmup():

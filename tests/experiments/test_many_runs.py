@@ -25,10 +25,17 @@ def _configs(method="cdr_ref", seeds=(0, 1), **overrides):
   ]
 
 
-@pytest.mark.parametrize("method", ["cdr_ref", "coteaching"])
-def test_group_matches_separate_runs_and_resumes(method, tmp_path):
+@pytest.mark.parametrize(
+    "method, args",
+    [("cdr_ref", {}), ("coteaching", {}),
+     # A hand-over of the best CE epoch and a phase at its own batch.
+     ("dmi", {"ce_epochs": 2, "batch_size": 48})],
+)
+def test_group_matches_separate_runs_and_resumes(method, args, tmp_path):
   dataset = make_tiny_dataset()
   configs = _configs(method)
+  for config in configs:
+    config.method_args[method].update(args)
   separate = [
       train.train_and_evaluate(c, str(tmp_path / f"alone{c.seed}"), dataset)
       for c in configs

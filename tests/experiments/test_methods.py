@@ -357,10 +357,16 @@ def test_epoch_means_of_a_selection():
 # ---------------------------------------------------------------------------
 
 
+# The tiny dataset has 144 training examples: DMI's phase at its official
+# batch of 256 would not fit.
+_CONTRACT_ARGS = {"dmi": {"batch_size": 32}}
+
+
 def _contract(method, workdir, dataset):
   config = make_tiny_config(
       model="mlp", mlp_hidden=(16,), num_epochs=2, method=method
   )
+  config.method_args[method].update(_CONTRACT_ARGS.get(method, {}))
   full = train.train_and_evaluate(config, os.path.join(workdir, "full"), dataset)
   history = read_metrics(os.path.join(workdir, "full"))
   for record in history:
@@ -407,15 +413,19 @@ def test_contract_on_2_fake_devices():
 @pytest.mark.parametrize(
     "method, fields, message",
     [
-        ("dmi", {"batch_size": 8}, "DMI needs batch_size >= num_classes"),
+        ("dmi", {"args": {"batch_size": 8}}, "DMI needs batch_size >= num_classes"),
+        ("dmi", {"num_epochs": 5, "args": {"ce_epochs": 5}},
+         "ce_epochs=5 must be below num_epochs=5"),
         ("apl", {"dataset": "food101"}, "APL has no official alpha/beta"),
         ("coteaching_plus", {"dataset": "food101"}, "no init_epoch for 'food101'"),
         ("forward", {"noise_type": "instance", "args": {"transition": "oracle"}},
          "transition='oracle' needs a class-level transition matrix"),
         ("forward", {"num_epochs": 3, "args": {"warmup_epochs": 4}},
-         "warmup_epochs=4 exceeds num_epochs=3"),
+         "warmup_epochs=4 must be below num_epochs=3"),
         ("t_revision", {"num_epochs": 5, "args": {"warmup_epochs": 2, "revision_epochs": 4}},
          "warmup_epochs=2 \\+ revision_epochs=4 exceed num_epochs=5"),
+        ("t_revision", {"args": {"revision_epochs": 0}},
+         "revision_epochs must be >= 1"),
         ("cdr_ref", {"num_epochs": 3, "args": {"tau_source": "anchor", "warmup_epochs": 3}},
          "warmup_epochs=3 must be in \\[1, num_epochs=3\\)"),
         ("cdr_paper", {"args": {"warmup_epochs": 2}},

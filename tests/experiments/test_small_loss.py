@@ -15,7 +15,7 @@ from experiments.configs import default
 from experiments.methods import coteaching
 from experiments.methods import coteaching_plus
 from experiments.methods import losses
-from experiments.methods import mentornet
+from experiments.methods import self_paced
 from experiments.methods import selection
 from experiments.methods import small_loss
 
@@ -117,11 +117,11 @@ def _table(tau, batch_size):
   return selection.keep_counts(selection.remember_rates(tau, 10, 1.0), batch_size)
 
 
-def test_mentornet_keeps_its_own_small_loss_examples():
+def test_self_paced_keeps_its_own_small_loss_examples():
   rng = np.random.default_rng(1)
   loss = rng.random(20)
   fwd = _forward(np.zeros((20, 3)), loss)
-  sel = mentornet.select_own_small_loss((fwd,), _batch(20), _info(5), _table(0.4, 20))
+  sel = self_paced.select_own_small_loss((fwd,), _batch(20), _info(5), _table(0.4, 20))
   keep = int((1 - 0.4 * 0.5) * 20)  # R(5) = 0.8 -> 16 of 20.
   np.testing.assert_array_equal(
       sel.weights[0] > 0, _reference_mask(loss, keep, np.ones(20, bool))
@@ -147,7 +147,7 @@ def _plus_context(steps_per_epoch=100, **args):
   return methods.Context(
       args=methods.args_of(config), config=config, network=None, num_classes=3,
       num_train=100, steps_per_epoch=steps_per_epoch,
-      learning_rate=lambda step: 0.1, noise_rate=0.5,
+      learning_rate=lambda step: 0.1, noise_rate=0.5, corruption_rate=0.5,
   )
 
 
@@ -255,7 +255,7 @@ def _context(method, lr=0.1, noise_rate=0.5, num_train=12, **args):
   return methods.Context(
       args=methods.args_of(config), config=config, network=_linear_network(),
       num_classes=3, num_train=num_train, steps_per_epoch=10,
-      learning_rate=lambda step: lr, noise_rate=noise_rate,
+      learning_rate=lambda step: lr, noise_rate=noise_rate, corruption_rate=noise_rate,
   )
 
 
@@ -312,9 +312,9 @@ def test_co_teaching_step_updates_each_network_on_its_peers_selection():
   )
 
 
-def test_mentornet_step_is_one_network_on_its_own_selection():
-  ctx = _context("mentornet", noise_rate=0.25)
-  method = mentornet.make(ctx)
+def test_self_paced_step_is_one_network_on_its_own_selection():
+  ctx = _context("self_paced", noise_rate=0.25)
+  method = self_paced.make(ctx)
   state = method.init(jax.random.key(1))
   assert len(state.learners) == 1
   rng = np.random.default_rng(5)
@@ -374,9 +374,9 @@ def test_adam_option_is_the_official_plan():
     "method, field, value, error",
     [
         ("coteaching", "forget_rate", 1.0, r"forget_rate must be in \[0, 1\)"),
-        ("mentornet", "num_gradual", -1, "num_gradual must be >= 0"),
+        ("self_paced", "num_gradual", -1, "num_gradual must be >= 0"),
         ("coteaching", "exponent", 0.0, "exponent must be > 0"),
-        ("mentornet", "optimizer", "rmsprop", "optimizer must be"),
+        ("self_paced", "optimizer", "rmsprop", "optimizer must be"),
         ("coteaching_plus", "init_epoch", -2, "init_epoch must be >= 0"),
     ],
 )
@@ -398,10 +398,10 @@ def test_the_log_shows_adams_rate_not_the_protocols(tmp_path):
   from experiments import train  # pylint: disable=g-import-not-at-top
   from conftest import make_tiny_config, make_tiny_dataset, read_metrics  # pylint: disable=g-import-not-at-top
   config = make_tiny_config(
-      model="mlp", mlp_hidden=(16,), num_epochs=3, method="mentornet"
+      model="mlp", mlp_hidden=(16,), num_epochs=3, method="self_paced"
   )
-  config.method_args.mentornet.optimizer = "adam"
-  config.method_args.mentornet.adam_decay_start = 1
+  config.method_args.self_paced.optimizer = "adam"
+  config.method_args.self_paced.adam_decay_start = 1
   train.train_and_evaluate(config, str(tmp_path), make_tiny_dataset())
   # 1e-3 x min((3 - e) / 2, 1) for the 0-based epochs e = 0, 1, 2.
   rates = [r["learning_rate"] for r in read_metrics(str(tmp_path))]

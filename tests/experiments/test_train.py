@@ -50,6 +50,7 @@ def test_train_step_loss_is_mean_cross_entropy_of_its_batch():
   method, state = train.build_method(
       config, image_shape=images.shape[1:], num_classes=10,
       num_train=len(labels), steps_per_epoch=steps_per_epoch,
+      corruption_rate=data.corruption_rate,
   )
   spec = data_lib.get_spec("mnist")
   perm = steps.epoch_permutation(0, 1, len(labels))
@@ -133,12 +134,37 @@ def test_summary_reports_test_accuracy_at_first_best_validation_epoch():
       {"epoch": 4, "val_acc": 0.6, "test_acc": 0.7, "epoch_time_s": 1.0,
        "memorization": 0.4},
   ]
+  for record in history:
+    record["phase"] = "train"
   summary = evaluation.summarize(config, history, data, num_devices=1)
   assert summary["best_epoch"] == 2
   assert summary["test_acc_at_best_val"] == 0.8
   assert summary["last_test_acc"] == 0.7
   assert summary["seconds_per_epoch_median"] == 1.0
   assert summary["realized_noise_rate"] == data.realized_rate
+  assert summary["corruption_rate"] == data.corruption_rate
+  assert summary["warmups"] == {}
+
+
+def test_a_warmup_method_reports_an_epoch_of_its_own_phase():
+  """The warm-up's better epoch is reported beside, never as, the result."""
+  config = tiny_config()
+  data = train.load_data(config, tiny_dataset())
+  rows = [("ce", 0.5, 0.6), ("ce", 0.9, 0.95), ("train", 0.7, 0.8),
+          ("train", 0.8, 0.7)]
+  history = [
+      {"epoch": i, "phase": p, "val_acc": v, "test_acc": t,
+       "epoch_time_s": 1.0, "memorization": 0.1}
+      for i, (p, v, t) in enumerate(rows, 1)
+  ]
+  summary = evaluation.summarize(
+      config, history, data, num_devices=1, warmup_phases=("ce",)
+  )
+  assert summary["best_epoch"] == 4
+  assert summary["test_acc_at_best_val"] == 0.7
+  assert summary["warmups"] == {
+      "ce": {"best_epoch": 2, "val_acc": 0.9, "test_acc": 0.95}
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -263,6 +289,7 @@ def _steps_on(num_devices, config, dataset, num_steps):
   method, state = train.build_method(
       config, image_shape=data.train_images.shape[1:], num_classes=10,
       num_train=len(data.train_labels), steps_per_epoch=steps_per_epoch,
+      corruption_rate=data.corruption_rate,
   )
   state = jax.device_put(state, replicated)
   arrays = jax.device_put(
