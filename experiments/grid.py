@@ -27,6 +27,9 @@ class Grid:
   # value), ...)) pairs: a baseline whose official code needs another batch
   # size for its selection to mean anything.
   method_config: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+  # False: every config keeps its own lr_milestones (the paper's 1-based
+  # epochs 10 and 20 whatever the budget) instead of `scaled_milestones`.
+  scale_milestones: bool = True
 
   def seeds_of(self, method: str) -> tuple[int, ...]:
     return dict(self.method_seeds).get(method, self.seeds)
@@ -107,10 +110,12 @@ def scaled_milestones(milestones, num_epochs: int) -> tuple[int, ...]:
   return tuple(m for m in scaled if m <= num_epochs)
 
 
-def lr_milestones(config, num_epochs: int, override) -> tuple[int, ...]:
-  """The override, or the config's milestones scaled to num_epochs."""
+def lr_milestones(config, num_epochs: int, override, scale: bool = True) -> tuple[int, ...]:
+  """The override, or the config's milestones (scaled to num_epochs)."""
   if override is not None:
     return tuple(override)
+  if not scale:
+    return tuple(m for m in config.lr_milestones if m <= num_epochs)
   return scaled_milestones(config.lr_milestones, num_epochs)
 
 
@@ -192,7 +197,9 @@ def make_config(
     config.method_args[config.method][field] = value
   config.seed = seed
   config.num_epochs = grid.num_epochs
-  config.lr_milestones = lr_milestones(config, grid.num_epochs, milestones)
+  config.lr_milestones = lr_milestones(
+      config, grid.num_epochs, milestones, grid.scale_milestones
+  )
   for field, value in grid.config_of(config.method).items():
     config[field] = value
   for field, value in overrides.items():

@@ -196,7 +196,9 @@ def report(grid, milestones, results_dir) -> str:
   """Writes results.md, summaries.json and the plots; returns the Markdown."""
   runs = load_runs(grid, results_dir)
   first_config = grid_lib.load_config(grid.configs[0])
-  used = grid_lib.lr_milestones(first_config, grid.num_epochs, milestones)
+  used = grid_lib.lr_milestones(
+      first_config, grid.num_epochs, milestones, grid.scale_milestones
+  )
   text = markdown_report(grid, used, runs)
   atomic.write_atomic(
       os.path.join(results_dir, "results.md"),

@@ -46,11 +46,15 @@ from experiments import data
 from experiments import errors
 from experiments import grid as grid_lib
 from experiments import many_runs
+from experiments import regimes
 from experiments import report
 from experiments import run_config
 from experiments import train
 
-_GRID = flags.DEFINE_enum("grid", "main", list(grid_lib.PRESETS), "Preset grid.")
+_GRID = flags.DEFINE_enum(
+    "grid", "main", [*grid_lib.PRESETS, "regimes"],
+    "Preset grid; 'regimes' is the regime map of experiments/regimes.py.",
+)
 _CONFIGS = flags.DEFINE_list(
     "configs", None, "Config modules in experiments/configs (dataset + model)."
 )
@@ -236,6 +240,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   results_dir = _RESULTS_DIR.value or os.path.join("runs", _GRID.value)
   cli.check_output_dir(results_dir, "--results_dir")
+  if _GRID.value == "regimes":
+    run_regimes(results_dir)
+    return
   grid, milestones = resolve_grid()
   os.makedirs(results_dir, exist_ok=True)
   if not _REPORT_ONLY.value:
@@ -247,6 +254,26 @@ def main(argv):
       f"and summaries.json"
   )
 
+
+def run_regimes(results_dir: str) -> None:
+  """The regime map: its parts in order, each checked before any trains."""
+  fixed = [f"--{f.name}" for f in (_CONFIGS, _NOISE_TYPES, _NOISE_RATES,
+                                   _METHODS, _SEEDS, _NUM_EPOCHS,
+                                   _LR_MILESTONES)
+           if f.present]
+  if fixed:
+    raise errors.UserError(
+        f"--grid=regimes fixes its cells; {', '.join(fixed)} cannot change them."
+    )
+  os.makedirs(results_dir, exist_ok=True)
+  parts = [(g, d) for g, d, trains in regimes.parts(results_dir) if trains]
+  for grid, folder in parts:
+    plan(grid, None, folder)
+  if not _REPORT_ONLY.value:
+    for grid, folder in parts:
+      run_grid(grid, None, folder)
+  print(regimes.report(results_dir))
+  print(f"Wrote {results_dir}/results.md, regime_map.png and curves_mlp_60k.png")
 
 if __name__ == "__main__":
   cli.run(main)
