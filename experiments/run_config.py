@@ -12,8 +12,8 @@ import ml_collections
 
 from experiments import errors
 from experiments import methods
-from experiments import models
-from experiments.data import noise
+from experiments import schema
+from experiments.configs import default
 from experiments.data import specs
 
 # Fields that may differ between a checkpointed run and its resumption: they
@@ -67,33 +67,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     num_devices: number of devices the run will use (batch sizes must be
       divisible by it).
   """
+  # Every field by its declared rule (configs/default.py, each method's
+  # ARGS), then what relates fields to each other.
+  schema.check(config, default.FIELDS, skip=("method_args",))
   specs.canonical_name(config.dataset)  # Raises for unknown names.
   methods.args_of(config)
-  if config.model not in models.MODELS:
-    raise errors.UserError(
-        f"unknown model {config.model!r}; expected one of {models.MODELS}."
-    )
-  noise_types = (*noise.NOISE_TYPES, noise.CLEAN)
-  if config.noise_type not in noise_types:
-    raise errors.UserError(
-        f"unknown noise_type {config.noise_type!r}; expected one of "
-        f"{noise_types}."
-    )
-  if not 0.0 <= config.noise_rate < 1.0:
-    raise errors.UserError(f"noise_rate must be in [0, 1), got {config.noise_rate}.")
   for field in ("batch_size", "eval_batch_size"):
-    size = config[field]
-    if size < 1 or size % num_devices:
+    if config[field] % num_devices:
       raise errors.UserError(
-          f"{field}={size} must be positive and divisible by the number of "
+          f"{field}={config[field]} must be divisible by the number of "
           f"devices ({num_devices})."
       )
-  for field in ("num_epochs", "steps_per_call", "checkpoints_to_keep"):
-    if config[field] < 1:
-      raise errors.UserError(f"{field} must be >= 1, got {config[field]}.")
-  milestones = list(config.lr_milestones)
-  if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
-    raise errors.UserError(
-        "lr_milestones must be increasing 1-based epochs, got "
-        f"{config.lr_milestones}."
-    )

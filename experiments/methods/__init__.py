@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 import ml_collections
 
 from experiments import errors
+from experiments import schema
 from experiments.methods import apl
 from experiments.methods import cdr
 from experiments.methods import ce
@@ -38,12 +39,14 @@ class Entry(NamedTuple):
   """A registered method: one line of ``--help`` and how to build it."""
 
   description: str
-  # A new argument must default to the method's former behaviour:
+  # Each argument's default and what it accepts (experiments/schema.py). A
+  # new argument must default to the method's former behaviour:
   # run_config.differences reads an argument missing from a saved run (one
   # saved before the argument existed) as its default.
-  default_args: Callable[[], ml_collections.ConfigDict]
+  fields: dict[str, schema.Field]
   make: Callable[[Context], Method]
-  # Raises ValueError for out-of-range hyperparameters, before any data loads.
+  # Raises UserError for arguments that contradict each other, before any
+  # data loads (each one's own range is in `fields`).
   check_args: Callable[[ml_collections.ConfigDict], None] = lambda args: None
   # Raises ValueError for hyperparameters that do not fit the rest of the
   # config (epochs, batch size, dataset): (args, config) -> None.
@@ -51,11 +54,14 @@ class Entry(NamedTuple):
       [ml_collections.ConfigDict, ml_collections.ConfigDict], None
   ] = lambda args, config: None
 
+  def default_args(self) -> ml_collections.ConfigDict:
+    return schema.defaults(self.fields)
+
 
 def _entry(module) -> Entry:
   """The entry of a module that holds one method."""
   return Entry(
-      module.DESCRIPTION, module.default_args, module.make,
+      module.DESCRIPTION, module.ARGS, module.make,
       getattr(module, "check_args", Entry._field_defaults["check_args"]),
       getattr(module, "check_config", Entry._field_defaults["check_config"]),
   )
@@ -64,12 +70,12 @@ def _entry(module) -> Entry:
 REGISTRY: dict[str, Entry] = {
     "ce": _entry(ce),
     "cdr_ref": Entry(
-        cdr.DESCRIPTION_REF, cdr.default_args_ref, cdr.make_ref,
-        cdr.check_args, cdr.check_config,
+        cdr.DESCRIPTION_REF, cdr.ARGS_REF, cdr.make_ref,
+        check_config=cdr.check_config,
     ),
     "cdr_paper": Entry(
-        cdr.DESCRIPTION_PAPER, cdr.default_args_paper, cdr.make_paper,
-        cdr.check_args, cdr.check_config,
+        cdr.DESCRIPTION_PAPER, cdr.ARGS_PAPER, cdr.make_paper,
+        check_config=cdr.check_config,
     ),
     **{
         module.__name__.rsplit(".", 1)[1]: _entry(module)
@@ -96,6 +102,7 @@ def args_of(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   rest of the config."""
   entry = get(config.method)
   args = config.method_args.get(config.method, ml_collections.ConfigDict())
+  schema.check(args, entry.fields, prefix=f"method_args.{config.method}.")
   entry.check_args(args)
   entry.check_config(args, config)
   return args

@@ -42,6 +42,7 @@ from ml_collections import config_dict
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.data import specs
 from experiments.methods import supervised
 from experiments.methods.base import Context
@@ -69,28 +70,22 @@ OFFICIAL_ALPHA_BETA = {
 }
 
 
+# alpha, beta (None = the dataset's official value), the gradient clip.
+ARGS = {
+    "alpha": schema.Real(None, 0.0, optional=True),
+    "beta": schema.Real(None, 0.0, optional=True),
+    # grad_bound: 5.0, line 2 of every config in
+    # HanxunH/Active-Passive-Losses/configs; used in trainer.py line 44.
+    # None: no clipping.
+    "max_grad_norm": schema.Real(5.0, 0.0, low_open=True, optional=True),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """alpha, beta (None = the dataset's official value), the gradient clip."""
-  return ml_collections.ConfigDict({
-      "alpha": config_dict.placeholder(float),
-      "beta": config_dict.placeholder(float),
-      # grad_bound: 5.0, line 2 of every config in
-      # HanxunH/Active-Passive-Losses/configs; used in trainer.py line 44.
-      # None: no clipping.
-      "max_grad_norm": 5.0,
-  })
+  return schema.defaults(ARGS)
 
 
-def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  for name in ("alpha", "beta"):
-    if args[name] is not None and args[name] < 0:
-      raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
-  if args.max_grad_norm is not None and args.max_grad_norm <= 0:
-    raise errors.UserError(
-        f"method_args max_grad_norm must be > 0 or None, got "
-        f"{args.max_grad_norm}."
-    )
+
 
 
 def check_config(

@@ -28,12 +28,11 @@ References:
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_dict
 import optax
 
 import optax_cdr
 
-from experiments import errors
+from experiments import schema
 from experiments.methods import cdr_unknown_rate
 from experiments.methods import estimation
 from experiments.methods import supervised
@@ -44,40 +43,29 @@ DESCRIPTION_REF = "CDR as the reference code: critical grads x(1-tau), L2 decay"
 DESCRIPTION_PAPER = "CDR as the paper: critical grads x(1-tau), lam*sign(w), SGD"
 
 
-def default_args_ref() -> ml_collections.ConfigDict:
-  """tau: the non-critical fraction; None = the true noise rate.
+# tau: the non-critical fraction; None = the true noise rate. tau_source
+# "anchor" or "cleanlab" estimates tau after warmup_epochs instead
+# (cdr_unknown_rate.py); "oracle" uses tau or the true rate.
+ARGS_REF = {
+    "tau": schema.Real(None, 0.0, 1.0, optional=True),
+    "tau_source": schema.Str("oracle", estimation.SOURCES),
+    # None: 10% of the epochs, as the T-Revision code's 20 of 200.
+    "warmup_epochs": schema.Int(None, 1, optional=True),
+}
+ARGS_PAPER = {
+    **ARGS_REF,
+    # The paper's lambda (shrinkage lam * sign(w)); 1e-3 is the reference
+    # code's weight decay, the shrinkage strength its runs used.
+    "lam": schema.Real(1e-3, 0.0),
+}
 
-  tau_source "anchor" or "cleanlab" estimates tau after warmup_epochs
-  instead (cdr_unknown_rate.py); "oracle" uses tau or the true rate.
-  """
-  return ml_collections.ConfigDict({
-      "tau": config_dict.placeholder(float),
-      "tau_source": "oracle",
-      # None: 10% of the epochs, as the T-Revision code's 20 of 200.
-      "warmup_epochs": config_dict.placeholder(int),
-  })
+
+def default_args_ref() -> ml_collections.ConfigDict:
+  return schema.defaults(ARGS_REF)
 
 
 def default_args_paper() -> ml_collections.ConfigDict:
-  """tau as for cdr_ref; lam: the shrinkage lam * sign(w) of the equations."""
-  args = default_args_ref()
-  # The paper's lambda; 1e-3 is the reference code's weight decay, the
-  # shrinkage strength its runs used.
-  args.lam = 1e-3
-  return args
-
-
-def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  if args.tau is not None and not 0.0 <= args.tau <= 1.0:
-    raise errors.UserError(f"method_args tau must be in [0, 1], got {args.tau}.")
-  if args.get("lam", 0.0) < 0:
-    raise errors.UserError(f"method_args lam must be >= 0, got {args.lam}.")
-  if args.tau_source not in estimation.SOURCES:
-    raise errors.UserError(
-        f"method_args tau_source must be one of {estimation.SOURCES},"
-        f" got {args.tau_source!r}."
-    )
+  return schema.defaults(ARGS_PAPER)
 
 
 def check_config(

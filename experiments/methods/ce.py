@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from experiments import schema
 from experiments.methods import supervised
 from experiments.methods.base import Context
 from experiments.methods.base import Method
@@ -9,9 +10,11 @@ from experiments.methods.base import Method
 DESCRIPTION = "cross-entropy, SGD + momentum + weight decay"
 
 
+ARGS = {}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """CE has no hyperparameters of its own: the optimizer is the protocol's."""
-  return ml_collections.ConfigDict()
+  return schema.defaults(ARGS)
 
 
 def make(ctx: Context) -> Method:

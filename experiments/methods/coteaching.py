@@ -31,8 +31,11 @@ check_args = small_loss.check_args
 check_config = small_loss.check_config
 
 
+ARGS = small_loss.ARGS
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """R(t) with T_k = 10, c = 1, tau = the noise rate (see small_loss)."""
+  """Co-teaching's schedule and optimizer options (see small_loss)."""
   return small_loss.default_args()
 
 

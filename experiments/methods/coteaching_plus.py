@@ -50,6 +50,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments import errors
+from experiments import schema
 from experiments.data import specs
 from experiments.methods import coteaching
 from experiments.methods import selection
@@ -70,25 +71,24 @@ INIT_EPOCH = {
 }
 
 
+ARGS = {
+    **small_loss.ARGS,
+    # Epochs of plain Co-teaching first; None = INIT_EPOCH[dataset].
+    "init_epoch": schema.Int(None, 0, optional=True),
+    # The official double softmax in the disagreement loss (loss.py L38-39, L68).
+    "loss_on_probabilities": schema.Bool(False),
+    # Empty disagreement: whole batch while (epoch + 1) * i is below this
+    # (loss.py L60).
+    "empty_warm_steps": schema.Int(5000, 0),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
   """Co-teaching's arguments plus the disagreement phase's."""
-  args = small_loss.default_args()
-  # Epochs of plain Co-teaching first; None = INIT_EPOCH[dataset].
-  args.init_epoch = config_dict.placeholder(int)
-  # The official double softmax in the disagreement loss (loss.py L38-39, L68).
-  args.loss_on_probabilities = False
-  # Empty disagreement: whole batch while (epoch + 1) * i is below this
-  # (loss.py L60).
-  args.empty_warm_steps = 5000
-  return args
+  return schema.defaults(ARGS)
 
 
-def check_args(args: ml_collections.ConfigDict) -> None:
-  small_loss.check_args(args)
-  if args.init_epoch is not None and args.init_epoch < 0:
-    raise errors.UserError(
-        f"method_args init_epoch must be >= 0, got {args.init_epoch}."
-    )
+check_args = small_loss.check_args
 
 
 def check_config(

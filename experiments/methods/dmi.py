@@ -65,6 +65,7 @@ from ml_collections import config_dict
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.data import specs
 from experiments.methods import losses
 from experiments.methods import supervised
@@ -88,41 +89,32 @@ OFFICIAL_BATCH_SIZE = 256
 MISSING_CLASS_BOUND = 0.01
 
 
+# The CE phase's length and the DMI phase's batch, loss and optimizer.
+ARGS = {
+    # Epochs of CE before DMI; None = round(OFFICIAL_CE_FRACTION *
+    # num_epochs), the official 120 CE : 100 DMI epochs.
+    "ce_epochs": schema.Int(None, 0, optional=True),
+    # The DMI phase's batch; None = official_batch_size(num_classes): 256
+    # (CIFAR-10 dataset.py line 22 at 54e0d5d, Clothing1M main.py l.18-19)
+    # or the smallest power of 2 above it where at most 1% of batches miss
+    # a class.
+    "batch_size": schema.Int(None, 1, optional=True),
+    # The DMI phase's SGD: Newbeeer/L_DMI CIFAR-10/DMI.py lines 110-112
+    # (lr 1e-6, momentum 0.9, weight_decay 1e-4), constant.
+    "learning_rate": schema.Real(1e-6, 0.0),
+    "momentum": schema.Real(0.9, 0.0, 1.0, high_open=True),
+    "weight_decay": schema.Real(1e-4, 0.0),
+    # U = counts (CIFAR-10/DMI.py line 18) or counts / B (fashion/main.py
+    # line 22); see the module docstring.
+    "divide_by_batch": schema.Bool(False),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """The CE phase's length and the DMI phase's loss and optimizer."""
-  return ml_collections.ConfigDict({
-      # Epochs of CE before DMI; None = round(OFFICIAL_CE_FRACTION *
-      # num_epochs), the official 120 CE : 100 DMI epochs.
-      "ce_epochs": config_dict.placeholder(int),
-      # The DMI phase's batch; None = official_batch_size(num_classes): 256
-      # (CIFAR-10 dataset.py line 22 at 54e0d5d, Clothing1M main.py l.18-19)
-      # or the smallest power of 2 above it where at most 1% of batches miss
-      # a class.
-      "batch_size": config_dict.placeholder(int),
-      # The DMI phase's SGD: Newbeeer/L_DMI CIFAR-10/DMI.py lines 110-112
-      # (lr 1e-6, momentum 0.9, weight_decay 1e-4), constant.
-      "learning_rate": 1e-6,
-      "momentum": 0.9,
-      "weight_decay": 1e-4,
-      # U = counts (CIFAR-10/DMI.py line 18) or counts / B (fashion/main.py
-      # line 22); see the module docstring.
-      "divide_by_batch": False,
-  })
+  return schema.defaults(ARGS)
 
 
-def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  if args.ce_epochs is not None and args.ce_epochs < 0:
-    raise errors.UserError(
-        f"method_args ce_epochs must be >= 0, got {args.ce_epochs}."
-    )
-  if args.batch_size is not None and args.batch_size < 1:
-    raise errors.UserError(
-        f"method_args batch_size must be >= 1, got {args.batch_size}."
-    )
-  for name in ("learning_rate", "momentum", "weight_decay"):
-    if args[name] < 0:
-      raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
+
 
 
 def check_config(

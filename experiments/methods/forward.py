@@ -52,6 +52,7 @@ import numpy as np
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.data import noise
 from experiments.methods import estimation
 from experiments.methods import supervised
@@ -70,42 +71,33 @@ TRANSITIONS = ("estimate", "oracle")
 FRESH_NET_STREAM = 101
 
 
+# The warm-up and anchor arguments, shared with T-Revision.
+ESTIMATION_ARGS = {
+    # CE warm-up epochs before the estimate; None = 10% of num_epochs (at
+    # least 1): T-Revision main.py l.27 and l.58 (20 epochs of CIFAR-10's
+    # 200; l.71: 15 for CIFAR-100).
+    "warmup_epochs": schema.Int(None, 1, optional=True),
+    # Anchor filter; None = on, except for CIFAR-100 (loss-correction
+    # experiment.py l.58-62, T-Revision main.py l.52, 65, 78).
+    "filter_outlier": schema.Field(None, "bool", optional=True),
+    # loss-correction models.py l.442, T-Revision main.py l.29 / tools.py l.36.
+    "percentile": schema.Real(97.0, 0.0, 100.0, low_open=True),
+}
+ARGS = {
+    # "estimate" (anchor points of a CE warm-up) or "oracle" (the true T).
+    "transition": schema.Str("estimate", TRANSITIONS),
+    **ESTIMATION_ARGS,
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  args = ml_collections.ConfigDict()
-  # "estimate" (anchor points of a CE warm-up) or "oracle" (the true T).
-  args.transition = "estimate"
-  # CE warm-up epochs before the estimate; None = 10% of num_epochs (at
-  # least 1): T-Revision main.py l.27 and l.58 (20 epochs of CIFAR-10's
-  # 200; l.71: 15 for CIFAR-100).
-  args.warmup_epochs = config_dict.placeholder(int)
-  # Anchor filter; None = on, except for CIFAR-100 (loss-correction
-  # experiment.py l.58-62, T-Revision main.py l.52, 65, 78).
-  args.filter_outlier = config_dict.placeholder(bool)
-  # loss-correction models.py l.442, T-Revision main.py l.29 / tools.py l.36.
-  args.percentile = 97.0
-  return args
+  return schema.defaults(ARGS)
 
 
-def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  if args.transition not in TRANSITIONS:
-    raise errors.UserError(
-        f"method_args transition must be one of {TRANSITIONS}, got"
-        f" {args.transition!r}."
-    )
-  check_estimation_args(args)
 
 
-def check_estimation_args(args: ml_collections.ConfigDict) -> None:
-  """The warm-up and anchor arguments shared with T-Revision."""
-  if args.warmup_epochs is not None and args.warmup_epochs < 1:
-    raise errors.UserError(
-        f"method_args warmup_epochs must be >= 1, got {args.warmup_epochs}."
-    )
-  if not 0.0 < args.percentile <= 100.0:
-    raise errors.UserError(
-        f"method_args percentile must be in (0, 100], got {args.percentile}."
-    )
+
+
 
 
 def warmup_epochs(args: ml_collections.ConfigDict, num_epochs: int) -> int:

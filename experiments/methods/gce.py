@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.methods import supervised
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
@@ -51,37 +52,30 @@ from experiments.methods.base import StepInfo
 DESCRIPTION = "generalized cross-entropy L_q (optionally truncated), SGD"
 
 
+# q, and the truncated variant's switch, threshold and pruning schedule.
+ARGS = {
+    # Zhang & Sabuncu, Section 4 (experiments); also q: 0.7 in
+    # HanxunH/Active-Passive-Losses configs/cifar10/sym/gce.yaml line 32.
+    "q": schema.Real(0.7, 0.0, 1.0, low_open=True),
+    # Plain L_q by default; truncated L_q is the paper's second variant.
+    "truncated": schema.Bool(False),
+    # AlanChou/Truncated-Loss TruncatedLoss.py line 9 (k=0.5), the paper's
+    # Section 4 setting.
+    "k": schema.Real(0.5, 0.0, 1.0, low_open=True, high_open=True),
+    # The first (1-based) epoch trained on pruned weights: --start_prune 40
+    # for CIFAR-10 in AlanChou/Truncated-Loss README.md (80 for CIFAR-100);
+    # the update runs when (epoch + 1) >= start_prune, main.py line 176.
+    "prune_start_epoch": schema.Int(40, 1),
+    # Weights are re-set every 10 epochs: main.py line 176, (epoch+1) % 10.
+    "prune_every": schema.Int(10, 1),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """q, and the truncated variant's switch, threshold and pruning schedule."""
-  return ml_collections.ConfigDict({
-      # Zhang & Sabuncu, Section 4 (experiments); also q: 0.7 in
-      # HanxunH/Active-Passive-Losses configs/cifar10/sym/gce.yaml line 32.
-      "q": 0.7,
-      # Plain L_q by default; truncated L_q is the paper's second variant.
-      "truncated": False,
-      # AlanChou/Truncated-Loss TruncatedLoss.py line 9 (k=0.5), the paper's
-      # Section 4 setting.
-      "k": 0.5,
-      # The first (1-based) epoch trained on pruned weights: --start_prune 40
-      # for CIFAR-10 in AlanChou/Truncated-Loss README.md (80 for CIFAR-100);
-      # the update runs when (epoch + 1) >= start_prune, main.py line 176.
-      "prune_start_epoch": 40,
-      # Weights are re-set every 10 epochs: main.py line 176, (epoch+1) % 10.
-      "prune_every": 10,
-  })
+  return schema.defaults(ARGS)
 
 
-def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  if not 0.0 < args.q <= 1.0:
-    raise errors.UserError(f"method_args q must be in (0, 1], got {args.q}.")
-  if not 0.0 < args.k < 1.0:
-    raise errors.UserError(f"method_args k must be in (0, 1), got {args.k}.")
-  if args.prune_start_epoch < 1 or args.prune_every < 1:
-    raise errors.UserError(
-        "method_args prune_start_epoch and prune_every must be >= 1, got "
-        f"{args.prune_start_epoch} and {args.prune_every}."
-    )
+
 
 
 def check_config(

@@ -58,6 +58,7 @@ import numpy as np
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.methods import losses
 from experiments.methods.base import Batch
 from experiments.methods.base import Context
@@ -76,50 +77,36 @@ _OFFICIAL_FIRST_STAGE_FRACTION = 200 / 320
 _OFFICIAL_BEGIN_FRACTION = 70 / 200
 
 
+# Joint Optimization's hyperparameters (see the module docstring).
+ARGS = {
+    # README.md L13 (CIFAR-10, symmetric 0.7) and common re-implementations;
+    # the argparse defaults are 1.0 and 0.5 (first_step_train.py L190-193).
+    "alpha": schema.Real(1.2, 0.0),
+    "beta": schema.Real(0.8, 0.0),
+    # None: round(200 / 320 * num_epochs), the official split (L178, L82).
+    "first_stage_epochs": schema.Int(None, 1, optional=True),
+    # 1-based epoch whose end first relabels; None: 70 / 200 of stage 1
+    # (first_step_train.py L188).
+    "begin_epoch": schema.Int(None, 1, optional=True),
+    # Epochs of predictions averaged into the labels (L106-107).
+    "num_recent": schema.Int(10, 1),
+    # "soft" (second_step_train.py L49, L63) or "hard" (their argmax).
+    "second_stage_targets": schema.Str("soft", ("soft", "hard")),
+    # None: the protocol's schedule. Official: constant 0.1 (L175).
+    "first_stage_learning_rate": schema.Real(None, 0.0, low_open=True, optional=True),
+    # None: the protocol's schedule, restarted. Official: 0.2, x0.1 at 1/3
+    # and 2/3 of the stage (second_step_train.py L78, L128-129).
+    "second_stage_learning_rate": schema.Real(None, 0.0, low_open=True, optional=True),
+    # None: the protocol's. Official: 1e-4 (L176; second_step_train.py L80).
+    "weight_decay": schema.Real(None, 0.0, optional=True),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """Joint Optimization's hyperparameters (see the module docstring)."""
-  return ml_collections.ConfigDict({
-      # README.md L13 (CIFAR-10, symmetric 0.7) and common re-implementations;
-      # the argparse defaults are 1.0 and 0.5 (first_step_train.py L190-193).
-      "alpha": 1.2,
-      "beta": 0.8,
-      # None: round(200 / 320 * num_epochs), the official split (L178, L82).
-      "first_stage_epochs": config_dict.placeholder(int),
-      # 1-based epoch whose end first relabels; None: 70 / 200 of stage 1
-      # (first_step_train.py L188).
-      "begin_epoch": config_dict.placeholder(int),
-      # Epochs of predictions averaged into the labels (L106-107).
-      "num_recent": 10,
-      # "soft" (second_step_train.py L49, L63) or "hard" (their argmax).
-      "second_stage_targets": "soft",
-      # None: the protocol's schedule. Official: constant 0.1 (L175).
-      "first_stage_learning_rate": config_dict.placeholder(float),
-      # None: the protocol's schedule, restarted. Official: 0.2, x0.1 at 1/3
-      # and 2/3 of the stage (second_step_train.py L78, L128-129).
-      "second_stage_learning_rate": config_dict.placeholder(float),
-      # None: the protocol's. Official: 1e-4 (L176; second_step_train.py L80).
-      "weight_decay": config_dict.placeholder(float),
-  })
+  return schema.defaults(ARGS)
 
 
-def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  for name in ("alpha", "beta"):
-    if args[name] < 0:
-      raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
-  for name in ("first_stage_epochs", "begin_epoch", "num_recent"):
-    if args[name] is not None and args[name] < 1:
-      raise errors.UserError(f"method_args {name} must be >= 1, got {args[name]}.")
-  if args.second_stage_targets not in ("soft", "hard"):
-    raise errors.UserError(
-        "method_args second_stage_targets must be 'soft' or 'hard', got "
-        f"{args.second_stage_targets!r}."
-    )
-  for name in ("first_stage_learning_rate", "second_stage_learning_rate"):
-    if args[name] is not None and args[name] <= 0:
-      raise errors.UserError(f"method_args {name} must be > 0, got {args[name]}.")
-  if args.weight_decay is not None and args.weight_decay < 0:
-    raise errors.UserError(f"method_args weight_decay must be >= 0, got {args.weight_decay}.")
+
 
 
 def check_config(

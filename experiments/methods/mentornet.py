@@ -52,6 +52,7 @@ import numpy as np
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.methods import losses
 from experiments.methods import small_loss
 from experiments.methods import supervised
@@ -68,23 +69,26 @@ _DROPOUT_STREAM = 102
 _PROGRESS_STEPS = 100
 
 
+# google/mentornet's PD settings (see the module docstring).
+ARGS = {
+    # The batch loss percentile of lambda: the PD commands' intended 0.75
+    # (train_studentnet_resnet.sh L304-399).
+    "loss_percentile": schema.Real(0.75, 0.0, 1.0, low_open=True),
+    # lambda's moving-average decay (cifar_train_mentornet.py L91).
+    "moving_average_decay": schema.Real(0.5, 0.0, 1.0, high_open=True),
+    # v = 1 up to this progress (models.py L193-194), self-paced after.
+    "burn_in_progress": schema.Int(18, 0, _PROGRESS_STEPS - 1),
+    # SPCL-linear from this progress (models.py L187-188), gamma 1 (L154-156).
+    "spcl_progress": schema.Int(90, 1, _PROGRESS_STEPS),
+    "spcl_gamma": schema.Real(1.0, 0.0, low_open=True),
+    # "rate,percent,rate,percent,...", percents summing to 100
+    # (utils.py L61-86; the PD commands' value).
+    "example_dropout_rates": schema.Str("0.5,17,0.05,83"),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """google/mentornet's PD settings (see the module docstring)."""
-  return ml_collections.ConfigDict({
-      # The batch loss percentile of lambda: the PD commands' intended 0.75
-      # (train_studentnet_resnet.sh L304-399).
-      "loss_percentile": 0.75,
-      # lambda's moving-average decay (cifar_train_mentornet.py L91).
-      "moving_average_decay": 0.5,
-      # v = 1 up to this progress (models.py L193-194), self-paced after.
-      "burn_in_progress": 18,
-      # SPCL-linear from this progress (models.py L187-188), gamma 1 (L154-156).
-      "spcl_progress": 90,
-      "spcl_gamma": 1.0,
-      # "rate,percent,rate,percent,...", percents summing to 100
-      # (utils.py L61-86; the PD commands' value).
-      "example_dropout_rates": "0.5,17,0.05,83",
-  })
+  return schema.defaults(ARGS)
 
 
 def dropout_schedule(text: str) -> np.ndarray:
@@ -110,23 +114,12 @@ def dropout_schedule(text: str) -> np.ndarray:
 
 
 def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  if not 0.0 < args.loss_percentile <= 1.0:
+  """Raises UserError for a curriculum out of order or a bad dropout text."""
+  if args.burn_in_progress >= args.spcl_progress:
     raise errors.UserError(
-        f"method_args loss_percentile must be in (0, 1], got {args.loss_percentile}."
-    )
-  if not 0.0 <= args.moving_average_decay < 1.0:
-    raise errors.UserError(
-        "method_args moving_average_decay must be in [0, 1), got"
-        f" {args.moving_average_decay}."
-    )
-  if not 0 <= args.burn_in_progress < args.spcl_progress <= _PROGRESS_STEPS:
-    raise errors.UserError(
-        "method_args need 0 <= burn_in_progress < spcl_progress <= 100, got"
+        "method_args need burn_in_progress < spcl_progress, got"
         f" {args.burn_in_progress} and {args.spcl_progress}."
     )
-  if not args.spcl_gamma > 0:
-    raise errors.UserError(f"method_args spcl_gamma must be > 0, got {args.spcl_gamma}.")
   dropout_schedule(args.example_dropout_rates)
 
 

@@ -56,6 +56,7 @@ from ml_collections import config_dict
 import numpy as np
 
 from experiments import errors
+from experiments import schema
 from experiments.methods import coteaching
 from experiments.methods import selection
 from experiments.methods import small_loss
@@ -74,23 +75,25 @@ PARAM_UPPER = np.array(
 MAX_FORGET_RATE = 0.99
 
 
+ARGS = {
+    # The 12 schedule parameters (a tuple), e.g. from s2e_search's
+    # best_params.json; None: `coteaching_like_params`.
+    "params": schema.Reals(None, 0.0, length=NUM_PARAMS, optional=True),
+    # Level of the default curve; None = the true fraction of corrupted
+    # labels (small_loss.forget_rate, Co-teaching's default). Unused when
+    # params is set.
+    "forget_rate": small_loss.ARGS["forget_rate"],
+    # "sgd": the protocol's SGD; "adam": the official Adam (heng_main.py L230).
+    "optimizer": small_loss.ARGS["optimizer"],
+    # heng_main.py L21 (lr 0.001) and L51 (decay from epoch 80).
+    "adam_learning_rate": small_loss.ARGS["adam_learning_rate"],
+    "adam_decay_start": small_loss.ARGS["adam_decay_start"],
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
   """The schedule's parameters and Co-teaching's optimizer options."""
-  args = ml_collections.ConfigDict({
-      # The 12 schedule parameters (a tuple), e.g. from s2e_search's
-      # best_params.json; None: `coteaching_like_params`.
-      "params": config_dict.placeholder(tuple),
-      # Level of the default curve; None = the true fraction of corrupted
-      # labels (small_loss.forget_rate, Co-teaching's default). Unused when params is set.
-      "forget_rate": config_dict.placeholder(float),
-  })
-  shared = small_loss.default_args()
-  # "sgd": the protocol's SGD; "adam": the official Adam (heng_main.py L230).
-  args.optimizer = shared.optimizer
-  # heng_main.py L21 (lr 0.001) and L51 (decay from epoch 80).
-  args.adam_learning_rate = shared.adam_learning_rate
-  args.adam_decay_start = shared.adam_decay_start
-  return args
+  return schema.defaults(ARGS)
 
 
 def check_args(args: ml_collections.ConfigDict) -> None:
@@ -110,14 +113,6 @@ def check_args(args: ml_collections.ConfigDict) -> None:
       )
     if params[8] <= 0:
       raise errors.UserError("method_args params[8] must be > 0 (log(1 + th8) / ...).")
-  if args.forget_rate is not None and not 0.0 <= args.forget_rate < 1.0:
-    raise errors.UserError(
-        f"method_args forget_rate must be in [0, 1), got {args.forget_rate}."
-    )
-  if args.optimizer not in ("sgd", "adam"):
-    raise errors.UserError(
-        f"method_args optimizer must be 'sgd' or 'adam', got {args.optimizer!r}."
-    )
 
 
 def forget_rates(params, t, horizon: float) -> np.ndarray:

@@ -33,6 +33,9 @@ check_args = small_loss.check_args
 check_config = small_loss.check_config
 
 
+ARGS = small_loss.ARGS
+
+
 def default_args() -> ml_collections.ConfigDict:
   """Co-teaching's schedule and optimizer options (see small_loss)."""
   return small_loss.default_args()

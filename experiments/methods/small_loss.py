@@ -58,6 +58,7 @@ import numpy as np
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.methods import estimation
 from experiments.methods import losses
 from experiments.methods import selection
@@ -312,56 +313,40 @@ def make(
   )
 
 
+# The schedule's and the optimizer's defaults (bhanML/Co-teaching main.py).
+ARGS = {
+    # tau; None = the true fraction of corrupted labels (forget_rate()),
+    # the official default (main.py L22, L112-115).
+    "forget_rate": schema.Real(None, 0.0, 1.0, high_open=True, optional=True),
+    # "oracle": forget_rate (above); "anchor" or "cleanlab": estimated
+    # after warmup_epochs (None = 10% of the run) of training on every
+    # example (see the module docstring). Not in the official code.
+    "forget_rate_source": schema.Str("oracle", estimation.SOURCES),
+    "warmup_epochs": schema.Int(None, 1, optional=True),
+    # T_k: epochs of the ramp of the forget rate (main.py L24).
+    "num_gradual": schema.Int(10, 0),
+    # c (main.py L25).
+    "exponent": schema.Real(1.0, 0.0, low_open=True),
+    # "sgd": the CDR protocol's SGD (fair comparison); "adam": the
+    # official Adam (main.py L263).
+    "optimizer": schema.Str("sgd", ("sgd", "adam")),
+    # Adam's lr (main.py L19) and the epoch its linear decay and beta1 = 0.1
+    # start (main.py L33, L119-126); used only with optimizer="adam".
+    "adam_learning_rate": schema.Real(1e-3, 0.0, low_open=True),
+    "adam_decay_start": schema.Int(80, 0),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  """The schedule's and the optimizer's defaults (bhanML/Co-teaching main.py)."""
-  return ml_collections.ConfigDict({
-      # tau; None = the true fraction of corrupted labels (forget_rate()),
-      # the official default (main.py L22, L112-115).
-      "forget_rate": config_dict.placeholder(float),
-      # "oracle": forget_rate (above); "anchor" or "cleanlab": estimated
-      # after warmup_epochs (None = 10% of the run) of training on every
-      # example (see the module docstring). Not in the official code.
-      "forget_rate_source": "oracle",
-      "warmup_epochs": config_dict.placeholder(int),
-      # T_k: epochs of the ramp of the forget rate (main.py L24).
-      "num_gradual": 10,
-      # c (main.py L25).
-      "exponent": 1.0,
-      # "sgd": the CDR protocol's SGD (fair comparison); "adam": the
-      # official Adam (main.py L263).
-      "optimizer": "sgd",
-      # Adam's lr (main.py L19) and the epoch its linear decay and beta1 = 0.1
-      # start (main.py L33, L119-126); used only with optimizer="adam".
-      "adam_learning_rate": 1e-3,
-      "adam_decay_start": 80,
-  })
+  return schema.defaults(ARGS)
 
 
 def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  if args.forget_rate is not None and not 0.0 <= args.forget_rate < 1.0:
-    raise errors.UserError(
-        f"method_args forget_rate must be in [0, 1), got {args.forget_rate}."
-    )
-  if args.forget_rate_source not in estimation.SOURCES:
-    raise errors.UserError(
-        f"method_args forget_rate_source must be one of {estimation.SOURCES},"
-        f" got {args.forget_rate_source!r}."
-    )
+  """Raises UserError for arguments that contradict each other."""
   if args.forget_rate_source != "oracle" and args.forget_rate is not None:
     raise errors.UserError(
         f"method_args forget_rate={args.forget_rate} and forget_rate_source="
         f"{args.forget_rate_source!r} contradict each other: set one."
-    )
-  if args.num_gradual < 0:
-    raise errors.UserError(
-        f"method_args num_gradual must be >= 0, got {args.num_gradual}."
-    )
-  if args.exponent <= 0:
-    raise errors.UserError(f"method_args exponent must be > 0, got {args.exponent}.")
-  if args.optimizer not in ("sgd", "adam"):
-    raise errors.UserError(
-        f"method_args optimizer must be 'sgd' or 'adam', got {args.optimizer!r}."
     )
 
 

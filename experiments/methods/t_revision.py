@@ -63,6 +63,7 @@ import numpy as np
 import optax
 
 from experiments import errors
+from experiments import schema
 from experiments.methods import estimation
 from experiments.methods import forward
 from experiments.methods import losses
@@ -77,36 +78,26 @@ from experiments.methods.base import StepInfo
 DESCRIPTION = "T-Revision: CE warm-up, reweighting by T, then revising T"
 
 
+ARGS = {
+    **forward.ESTIMATION_ARGS,
+    # Revision epochs; None = half of the epochs after the warm-up (rounded
+    # up): main.py l.25-26, 200 reweighting and 200 revision epochs. The
+    # reported epoch is a revision epoch: at least 1.
+    "revision_epochs": schema.Int(None, 1, optional=True),
+    # Adam's rate and L2 decay in the revision stage: main.py l.19-20, 85.
+    "revision_learning_rate": schema.Real(5e-7, 0.0),
+    "revision_weight_decay": schema.Real(1e-4, 0.0),
+    # SGD's weight decay in the warm-up and reweighting; None = the
+    # protocol's (the official 1e-4: main.py l.20, 83-84).
+    "weight_decay": schema.Real(None, 0.0, optional=True),
+}
+
+
 def default_args() -> ml_collections.ConfigDict:
-  args = forward.default_args()
-  del args.transition
-  # Revision epochs; None = half of the epochs after the warm-up (rounded
-  # up): main.py l.25-26, 200 reweighting and 200 revision epochs.
-  args.revision_epochs = config_dict.placeholder(int)
-  # Adam's rate and L2 decay in the revision stage: main.py l.19-20, 85.
-  args.revision_learning_rate = 5e-7
-  args.revision_weight_decay = 1e-4
-  # SGD's weight decay in the warm-up and reweighting; None = the
-  # protocol's (the official 1e-4: main.py l.20, 83-84).
-  args.weight_decay = config_dict.placeholder(float)
-  return args
+  return schema.defaults(ARGS)
 
 
-def check_args(args: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for hyperparameters outside their range."""
-  forward.check_estimation_args(args)
-  if args.revision_epochs is not None and args.revision_epochs < 1:
-    raise errors.UserError(
-        "method_args revision_epochs must be >= 1 (the reported epoch is a"
-        f" revision epoch), got {args.revision_epochs}."
-    )
-  for name in ("revision_learning_rate", "revision_weight_decay"):
-    if args[name] < 0:
-      raise errors.UserError(f"method_args {name} must be >= 0, got {args[name]}.")
-  if args.weight_decay is not None and args.weight_decay < 0:
-    raise errors.UserError(
-        f"method_args weight_decay must be >= 0, got {args.weight_decay}."
-    )
+
 
 
 def check_config(

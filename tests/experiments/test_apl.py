@@ -162,9 +162,9 @@ def test_gradient_is_clipped_to_norm_5_before_torch_weight_decay():
 @pytest.mark.parametrize(
     "field, value, error",
     [
-        ("alpha", -1.0, "alpha must be >= 0"),
-        ("beta", -0.1, "beta must be >= 0"),
-        ("max_grad_norm", 0.0, "max_grad_norm must be > 0"),
+        ("alpha", -1.0, "alpha=-1.0: expected a finite number >= 0"),
+        ("beta", -0.1, "beta=-0.1: expected a finite number >= 0"),
+        ("max_grad_norm", 0.0, "max_grad_norm=0.0: expected a finite number > 0"),
     ],
 )
 def test_out_of_range_args_are_rejected(field, value, error):

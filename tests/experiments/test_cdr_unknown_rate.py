@@ -64,7 +64,7 @@ def test_warmup_then_estimated_tau_and_resume(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"tau_source": "guess"}, "tau_source must be one of"),
+        ({"tau_source": "guess"}, "tau_source=.*: expected one of"),
         ({"warmup_epochs": 3}, r"warmup_epochs=3 must be in \[1, num_epochs=3\)"),
     ],
 )

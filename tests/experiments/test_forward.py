@@ -115,9 +115,9 @@ def test_warmup_is_a_tenth_of_the_run_unless_set(num_epochs, warmup, expected):
 
 
 def test_bad_args_are_rejected():
-  with pytest.raises(ValueError, match="transition must be one of"):
+  with pytest.raises(ValueError, match="transition='guess': expected one of"):
     make_context(transition="guess")
-  with pytest.raises(ValueError, match="warmup_epochs must be >= 1"):
+  with pytest.raises(ValueError, match="warmup_epochs=0: expected an integer >= 1"):
     make_context(warmup_epochs=0)
   with pytest.raises(ValueError, match="must be below num_epochs"):
     forward.make(make_context(num_epochs=3, warmup_epochs=3))

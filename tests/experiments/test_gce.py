@@ -144,10 +144,10 @@ def test_truncated_run_trains_on_the_kept_examples(tmp_path):
 @pytest.mark.parametrize(
     "field, value, error",
     [
-        ("q", 0.0, r"q must be in \(0, 1\]"),
-        ("q", 1.5, r"q must be in \(0, 1\]"),
-        ("k", 1.0, r"k must be in \(0, 1\)"),
-        ("prune_every", 0, "must be >= 1"),
+        ("q", 0.0, r"q=.*: expected a finite number > 0 and <= 1"),
+        ("q", 1.5, r"q=.*: expected a finite number > 0 and <= 1"),
+        ("k", 1.0, r"k=1.0: expected a finite number > 0 and < 1"),
+        ("prune_every", 0, "prune_every=0: expected an integer >= 1"),
     ],
 )
 def test_out_of_range_args_are_rejected(field, value, error):

@@ -136,10 +136,10 @@ def test_stages_follow_the_official_proportions():
 @pytest.mark.parametrize(
     "field, value, error",
     [
-        ("alpha", -1.0, "alpha must be >= 0"),
-        ("num_recent", 0, "num_recent must be >= 1"),
-        ("second_stage_targets", "mean", "'soft' or 'hard'"),
-        ("first_stage_learning_rate", 0.0, "must be > 0"),
+        ("alpha", -1.0, "alpha=-1.0: expected a finite number >= 0"),
+        ("num_recent", 0, "num_recent=0: expected an integer >= 1"),
+        ("second_stage_targets", "mean", "second_stage_targets='mean': expected one of"),
+        ("first_stage_learning_rate", 0.0, "first_stage_learning_rate=0.0: expected a finite number > 0"),
     ],
 )
 def test_out_of_range_args_are_rejected(field, value, error):

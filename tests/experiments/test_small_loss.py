@@ -373,11 +373,11 @@ def test_adam_option_is_the_official_plan():
 @pytest.mark.parametrize(
     "method, field, value, error",
     [
-        ("coteaching", "forget_rate", 1.0, r"forget_rate must be in \[0, 1\)"),
-        ("self_paced", "num_gradual", -1, "num_gradual must be >= 0"),
-        ("coteaching", "exponent", 0.0, "exponent must be > 0"),
-        ("self_paced", "optimizer", "rmsprop", "optimizer must be"),
-        ("coteaching_plus", "init_epoch", -2, "init_epoch must be >= 0"),
+        ("coteaching", "forget_rate", 1.0, r"forget_rate=1.0: expected a finite number >= 0 and < 1"),
+        ("self_paced", "num_gradual", -1, "num_gradual=-1: expected an integer >= 0"),
+        ("coteaching", "exponent", 0.0, "exponent=0.0: expected a finite number > 0"),
+        ("self_paced", "optimizer", "rmsprop", "optimizer='rmsprop': expected one of"),
+        ("coteaching_plus", "init_epoch", -2, "init_epoch=-2: expected an integer >= 0"),
     ],
 )
 def test_out_of_range_args_are_rejected(method, field, value, error):
@@ -464,7 +464,7 @@ def test_estimated_forget_rate_after_a_warmup_and_resume(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"forget_rate_source": "guess"}, "forget_rate_source must be one of"),
+        ({"forget_rate_source": "guess"}, "forget_rate_source=.*: expected one of"),
         ({"forget_rate": 0.2}, "contradict each other"),
         ({"warmup_epochs": 3}, r"warmup_epochs=3 must be in \[1, num_epochs=3\)"),
     ],

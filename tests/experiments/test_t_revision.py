@@ -94,7 +94,7 @@ def test_stages_split_the_run(num_epochs, args, expected):
 def test_bad_stages_and_args_are_rejected():
   with pytest.raises(ValueError, match="exceed num_epochs=5"):
     t_revision.make(make_context("t_revision", num_epochs=5, revision_epochs=5))
-  with pytest.raises(ValueError, match="revision_learning_rate must be >= 0"):
+  with pytest.raises(ValueError, match="revision_learning_rate=-1.0: expected a finite number >= 0"):
     make_context("t_revision", revision_learning_rate=-1.0)
 
 
