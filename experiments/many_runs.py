@@ -31,6 +31,7 @@ from experiments import checkpoints as ckpt
 from experiments import data as data_lib
 from experiments import errors
 from experiments import evaluation
+from experiments import phases
 from experiments import run_config
 from experiments import steps
 from experiments import train
@@ -66,7 +67,7 @@ def group_config(configs: list[ml_collections.ConfigDict]) -> ml_collections.Con
   return group
 
 
-def _compiled(exp: train.Experiment, plan: train.PhasePlan, num_steps: int) -> Callable:
+def _compiled(exp: train.Experiment, plan: phases.PhasePlan, num_steps: int) -> Callable:
   spec = data_lib.get_spec(exp.config.dataset)
   train_steps = steps.make_train_steps(
       plan.phase.train_step, spec, plan.batch_size, exp.mesh,
@@ -122,7 +123,7 @@ def train_and_evaluate_many(
         checkpoints.wait_until_finished()
         return None
       start = time.perf_counter()
-      plan = train.plan_at(lead.plans, epoch)
+      plan = phases.plan_at(lead.plans, epoch)
       perms = jnp.stack([
           steps.epoch_permutation(c.seed, epoch, len(e.data.train_labels))
           for c, e in zip(configs, exps)

@@ -52,6 +52,7 @@ from experiments import errors
 from experiments import evaluation
 from experiments import methods
 from experiments import models
+from experiments import phases
 from experiments import run_config
 from experiments import data as data_lib
 from experiments import steps
@@ -89,64 +90,6 @@ def learning_rate_schedule(
   )
 
 
-class PhasePlan(NamedTuple):
-  """Where a phase runs: its epochs, its batch and its first step."""
-
-  phase: methods.Phase
-  first_epoch: int  # 1-based, inclusive.
-  last_epoch: int  # 1-based, inclusive (first_epoch - 1 when empty).
-  batch_size: int
-  steps_per_epoch: int
-  first_step: int  # Steps taken by the earlier phases.
-  calls: list[int]  # Steps per call of each call in an epoch.
-
-
-def _calls(steps_per_call: int, steps_per_epoch: int) -> list[int]:
-  chunk = min(steps_per_call, steps_per_epoch)
-  remainder = steps_per_epoch % chunk
-  return [chunk] * (steps_per_epoch // chunk) + [remainder] * (remainder > 0)
-
-
-def phase_plans(
-    method: methods.Method,
-    config: ml_collections.ConfigDict,
-    num_train: int,
-    num_devices: int,
-) -> tuple[PhasePlan, ...]:
-  """Every phase of the run with its epochs, batch size and first step."""
-  plans = []
-  first_epoch, first_step = 1, 0
-  phases = method.all_phases(config.num_epochs)
-  for i, phase in enumerate(phases):
-    batch = config.batch_size
-    if i == len(phases) - 1 and method.train_batch_size is not None:
-      batch = method.train_batch_size
-    spe = num_train // batch
-    if spe == 0:
-      raise errors.UserError(
-          f"phase {phase.name!r}: batch_size={batch} exceeds the {num_train} "
-          "training examples."
-      )
-    if batch % num_devices:
-      raise errors.UserError(
-          f"phase {phase.name!r}: batch_size={batch} is not divisible by the "
-          f"{num_devices} devices."
-      )
-    last = first_epoch + phase.num_epochs - 1
-    plans.append(PhasePlan(
-        phase, first_epoch, last, batch, spe, first_step,
-        _calls(config.steps_per_call, spe),
-    ))
-    first_step += phase.num_epochs * spe
-    first_epoch = last + 1
-  return tuple(plans)
-
-
-def plan_at(plans: tuple[PhasePlan, ...], epoch: int) -> PhasePlan:
-  """The plan of the phase of 1-based `epoch`."""
-  return next(p for p in plans if p.first_epoch <= epoch <= p.last_epoch)
-
-
 class Experiment(NamedTuple):
   """What a run needs besides its state: data, method, compiled functions."""
 
@@ -159,10 +102,10 @@ class Experiment(NamedTuple):
   schedule: optax.Schedule
   # At config.batch_size (the protocol's; a phase may have its own).
   steps_per_epoch: int
-  plans: tuple[PhasePlan, ...]
+  plans: tuple[phases.PhasePlan, ...]
   # One compiled function per (phase, steps per call), built on first use.
   train_fns: dict[tuple[str, int], Callable]
-  make_train_fn: Callable[[PhasePlan, int], Callable]
+  make_train_fn: Callable[[phases.PhasePlan, int], Callable]
   predict_fn: Callable
   mesh: jax.sharding.Mesh
 
@@ -241,7 +184,7 @@ def setup(
       steps_per_epoch=steps_per_epoch,
       corruption_rate=data.corruption_rate,
   )
-  plans = phase_plans(method, config, len(data.train_labels), mesh.devices.size)
+  plans = phases.phase_plans(method, config, len(data.train_labels), mesh.devices.size)
   state = jax.device_put(state, NamedSharding(mesh, P()))
   batch = config.eval_batch_size
   experiment = Experiment(
@@ -276,7 +219,7 @@ def setup(
   return experiment, state
 
 
-def _train_fn(exp: Experiment, plan: PhasePlan, num_steps: int) -> Callable:
+def _train_fn(exp: Experiment, plan: phases.PhasePlan, num_steps: int) -> Callable:
   key = (plan.phase.name, num_steps)
   if key not in exp.train_fns:
     exp.train_fns[key] = exp.make_train_fn(plan, num_steps)
@@ -299,7 +242,7 @@ def train_epoch(
   """Runs one (1-based) epoch; returns the state and the epoch's mean metrics."""
   config = exp.config
   learning_rate = float(exp.schedule(int(state.step)))
-  plan = plan_at(exp.plans, epoch)
+  plan = phases.plan_at(exp.plans, epoch)
   arrays = exp.train_arrays
   perm = jax.device_put(
       steps.epoch_permutation(config.seed, epoch, len(arrays.labels)),
@@ -341,7 +284,7 @@ def hand_over(
   on ties). After a phase's last epoch the state continues from `best`
   (for such a phase), then the phase's `on_end` runs.
   """
-  plan = plan_at(exp.plans, epoch)
+  plan = phases.plan_at(exp.plans, epoch)
   phase = plan.phase
   if phase.hands_over_best:
     earlier = [r["val_acc"] for r in history
