@@ -242,11 +242,14 @@ def test_canonical_name_and_spec(spelling, name):
 def test_specs_table():
   assert set(specs.SPECS) == {
       "mnist", "fashion_mnist", "cifar10", "cifar10_n", "cifar100",
-      "cifar100_n", "food101",
+      "cifar100_n", "food101", "clothing1m", "webvision", "webvision_mini",
+      "food101n", "animal10n",
   }
   assert specs.NUM_CLASSES == {
       "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar10_n": 10,
-      "cifar100": 100, "cifar100_n": 100, "food101": 101,
+      "cifar100": 100, "cifar100_n": 100, "food101": 101, "clothing1m": 14,
+      "webvision": 1000, "webvision_mini": 50, "food101n": 101,
+      "animal10n": 10,
   }
   for spec in specs.SPECS.values():
     assert len(spec.mean) == len(spec.std) and min(spec.std) > 0
