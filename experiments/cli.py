@@ -20,7 +20,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
+    sys.exit(f"error: {e} (--helpshort lists the flags).")
   except (AttributeError, KeyError) as e:
     message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
     sys.exit(f"error: unknown config field {message}")

@@ -25,6 +25,7 @@ from ml_collections import config_flags
 from experiments import cli
 from experiments import run_config
 from experiments import train
+from experiments import workdir_lock
 from experiments.configs import default
 
 _WORKDIR = flags.DEFINE_string(
@@ -50,7 +51,8 @@ def main(argv):
   config = flags.FLAGS.config
   run_config.validate(config)  # Before anything starts JAX or reads data.
   cli.check_output_dir(_WORKDIR.value, "--workdir")
-  summary = train.train_and_evaluate(config, _WORKDIR.value)
+  with workdir_lock.hold(_WORKDIR.value, "--workdir"):
+    summary = train.train_and_evaluate(config, _WORKDIR.value)
   if summary is None:
     print(f"Stopped early; rerun the same command to resume in {_WORKDIR.value}")
     return

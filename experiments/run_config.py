@@ -38,17 +38,78 @@ def as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return values
 
 
-def differences(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
-  """Fields (outside RESUMABLE_CHANGES) whose values differ, as strings.
+def _json(value: Any) -> Any:
+  return json.loads(json.dumps(value))
 
-  A method argument that `saved` lacks counts as its default: an argument
-  added to a method defaults to the method's former behaviour, so a run
-  saved before it existed is the same run.
+
+def upgrade(
+    saved: dict[str, Any], config: ml_collections.ConfigDict,
+    source: str = "the saved run",
+) -> dict[str, Any]:
+  """A run's saved configuration, read by this version of the code.
+
+  A field added after the run was saved counts as its default when the
+  field is declared `backfill=True` (its default is the behaviour from
+  before it existed: experiments/schema.py) or may change on resumption
+  anyway (RESUMABLE_CHANGES); every method argument is read that way (see
+  methods.Entry). Anything else is one line naming the fields.
+
+  Args:
+    saved: the saved configuration (a checkpoint's, a summary's).
+    config: this run's configuration (its fields are the ones known here).
+    source: where `saved` comes from, for the message.
+
+  Raises:
+    UserError: if `saved` has fields this version does not know, or lacks
+      fields without a backward-compatible default.
   """
   current = as_dict(config)
-  if isinstance(saved.get("method_args"), dict) and saved.get("method") == config.method:
-    defaults = json.loads(json.dumps(methods.get(config.method).default_args().to_dict()))
-    saved = {**saved, "method_args": {**defaults, **saved["method_args"]}}
+  unknown = sorted(saved.keys() - current.keys())
+  missing = sorted(
+      k for k in current.keys() - saved.keys()
+      if k not in RESUMABLE_CHANGES
+      and not (k in default.FIELDS and default.FIELDS[k].backfill)
+  )
+  method_args = saved.get("method_args")
+  if isinstance(method_args, dict) and saved.get("method") == config.method:
+    known = methods.get(config.method).fields
+    unknown += sorted(f"method_args.{k}" for k in method_args.keys() - known)
+  if unknown or missing:
+    parts = ([f"has fields this version does not know ({', '.join(unknown)})"]
+             * bool(unknown)
+             + [f"lacks fields this version needs ({', '.join(missing)})"]
+             * bool(missing))
+    raise errors.UserError(
+        f"{source} was written by another version of this code: its "
+        f"configuration {' and '.join(parts)}. Resume it with that version, "
+        "or use another workdir."
+    )
+  backfilled = {
+      k: current[k] if k in RESUMABLE_CHANGES else _json(default.FIELDS[k].default)
+      for k in current.keys() - saved.keys() if k in default.FIELDS
+  }
+  saved = {**backfilled, **saved}
+  if isinstance(method_args, dict) and saved.get("method") == config.method:
+    defaults = _json(methods.get(config.method).default_args().to_dict())
+    saved["method_args"] = {**defaults, **method_args}
+  return saved
+
+
+def differences(
+    saved: dict[str, Any], config: ml_collections.ConfigDict,
+    source: str = "the saved run",
+) -> list[str]:
+  """Fields (outside RESUMABLE_CHANGES) whose values differ, as strings.
+
+  `saved` is first read by this version (`upgrade`): a field or method
+  argument added since counts as its default, so a run saved before it
+  existed is the same run.
+
+  Raises:
+    UserError: see `upgrade`.
+  """
+  current = as_dict(config)
+  saved = upgrade(saved, config, source)
   return [
       f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
       for k in sorted(saved.keys() | current.keys())

@@ -35,6 +35,10 @@ class Field(NamedTuple):
     min_len: the fewest elements of a tuple.
     increasing: a tuple's elements must be strictly increasing.
     length: a tuple's exact length.
+    backfill: the field was added after runs were saved, and its default
+      reproduces what those runs did: a saved configuration without it
+      reads as having the default (run_config.upgrade). Without the flag, a
+      saved run that lacks the field cannot be resumed or reused.
   """
 
   default: Any
@@ -48,6 +52,7 @@ class Field(NamedTuple):
   min_len: int = 0
   increasing: bool = False
   length: int | None = None
+  backfill: bool = False
 
   def allowed(self) -> str:
     """What the field accepts, in words."""
@@ -85,27 +90,30 @@ def Int(default, low=None, high=None, *, optional=False, **kw) -> Field:  # pyli
 
 
 def Real(default, low=None, high=None, *, low_open=False, high_open=False,  # pylint: disable=invalid-name
-         optional=False) -> Field:
+         optional=False, backfill=False) -> Field:
   return Field(default, "real", low, high, low_open, high_open,
-               optional=optional)
+               optional=optional, backfill=backfill)
 
 
-def Bool(default) -> Field:  # pylint: disable=invalid-name
-  return Field(default, "bool")
+def Bool(default, *, backfill=False) -> Field:  # pylint: disable=invalid-name
+  return Field(default, "bool", backfill=backfill)
 
 
-def Str(default, choices=None, *, optional=False) -> Field:  # pylint: disable=invalid-name
-  return Field(default, "str", choices=choices, optional=optional)
+def Str(default, choices=None, *, optional=False, backfill=False) -> Field:  # pylint: disable=invalid-name
+  return Field(default, "str", choices=choices, optional=optional,
+               backfill=backfill)
 
 
 def Ints(default, low=None, *, min_len=0, increasing=False, optional=False,  # pylint: disable=invalid-name
-         length=None) -> Field:
+         length=None, backfill=False) -> Field:
   return Field(default, "ints", low, optional=optional, min_len=min_len,
-               increasing=increasing, length=length)
+               increasing=increasing, length=length, backfill=backfill)
 
 
-def Reals(default, low=None, high=None, *, length=None, optional=False) -> Field:  # pylint: disable=invalid-name
-  return Field(default, "reals", low, high, optional=optional, length=length)
+def Reals(default, low=None, high=None, *, length=None, optional=False,  # pylint: disable=invalid-name
+          backfill=False) -> Field:
+  return Field(default, "reals", low, high, optional=optional, length=length,
+               backfill=backfill)
 
 
 def defaults(fields: Mapping[str, Field]) -> ml_collections.ConfigDict:
