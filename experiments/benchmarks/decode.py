@@ -14,7 +14,10 @@ datasets (decode, random-resized-crop to 224, horizontal flip;
 * `opencv`: ``cv2.imread`` + BGR -> RGB, one OpenCV thread (measured where
   opencv-python-headless is installed; the pipeline does not need it);
 * `simplejpeg`: ``image_ops.decode``, libjpeg-turbo through simplejpeg,
-  Pillow for what it rejects - the decoder the pipeline uses.
+  Pillow for what it rejects - the decoder the pipeline uses;
+* `simplejpeg_any_scale` (decode only): libjpeg-turbo left to pick any
+  scale factor that keeps both sides >= 224 (5/8 here), which
+  ``image_ops.decode`` avoids.
 
 then the evaluation transform (decode, resize 256, center crop 224) and the
 decode alone. All run in interleaved rounds so that a busy machine slows
@@ -66,7 +69,9 @@ def write_jpegs(directory: str, count: int, seed: int = 0) -> list[str]:
     height, width = _SHAPES[i % len(_SHAPES)]
     coarse = rng.integers(0, 256, (height // 32, width // 32, 3), np.uint8)
     smooth = np.asarray(
-        Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+        Image.fromarray(coarse).resize(
+            (width, height), Image.Resampling.BICUBIC
+        )
     )
     grain = rng.integers(-8, 9, smooth.shape)
     pixels = np.clip(smooth.astype(np.int16) + grain, 0, 255).astype(np.uint8)
@@ -96,6 +101,16 @@ def _opencv(path: str) -> np.ndarray:
 
 def _simplejpeg(path: str) -> np.ndarray:
   return image_ops.decode(path, min_side=_SIZE.value)
+
+
+def _simplejpeg_any_scale(path: str) -> np.ndarray:
+  import simplejpeg  # pylint: disable=g-import-not-at-top
+
+  with open(path, "rb") as f:
+    data = f.read()
+  return simplejpeg.decode_jpeg(
+      data, colorspace="RGB", min_height=_SIZE.value, min_width=_SIZE.value
+  )
 
 
 def _train_transform(decoder):
@@ -149,6 +164,7 @@ TABLES = {
         "pillow": _decode_only(_pillow),
         **({"opencv": _decode_only(_opencv)} if _HAS_OPENCV else {}),
         "simplejpeg": _decode_only(_simplejpeg),
+        "simplejpeg_any_scale": _decode_only(_simplejpeg_any_scale),
     },
 }
 

@@ -9,16 +9,21 @@ makes the same crop whatever process runs it.
 The decoder was chosen by measurement (``python -m
 experiments.benchmarks.decode``, results in
 ``experiments/results/benchmark_decode.md``): for 500 x 375 quality-90 JPEGs
-(Clothing1M-like) on one core, simplejpeg (libjpeg-turbo through a thin
-binding) decodes about 1.6x as many images per second as Pillow and 1.3x as
-many as OpenCV, and the whole train transform (decode, random-resized-crop to
-224, flip) runs at about 1.2x Pillow's rate. Anything simplejpeg rejects
+(Clothing1M-like), simplejpeg (libjpeg-turbo through a thin binding) decodes
+1,545 images per CPU-second, 1.57x Pillow's rate (round by round) and 1.13x
+OpenCV's median rate, and the whole training transform (decode,
+random-resized-crop to 224, flip) runs at 560 images per CPU-second, 1.20x
+Pillow's and 1.10x OpenCV's: the resize takes most of the rest. It is also the smaller install (no OpenCV wheel),
+and its pixels equal Pillow's within 2 levels (both are libjpeg-turbo).
+Anything simplejpeg rejects
 (PNG, GIF, a JPEG with a recoverable defect) goes to Pillow, the decoder of
 torchvision's ``ImageFolder``, so an image opens here exactly when it opens
 there. With ``min_side``, both decoders reduce in the DCT domain by a power
 of two (libjpeg-turbo's scaled IDCT; Pillow's ``draft``), never below
 ``min_side`` on the shorter side. Powers of two only: libjpeg-turbo's other
-factors (5/8, 3/4, ...) measured slower than a full decode.
+factors (a 375-pixel side at 224 takes 5/8) decode slower than the full
+image (1,160 images per CPU-second, the benchmark's
+``simplejpeg_any_scale`` row).
 
 Resizing is Pillow's antialiased bilinear filter, as torchvision's
 ``RandomResizedCrop`` / ``Resize`` apply it to PIL images, so the crops match
@@ -107,7 +112,9 @@ def decode(path: str, *, min_side: int | None = None) -> np.ndarray:
       pass  # Pillow below decides: it also reads what libjpeg only warns on.
   try:
     return _decode_pillow(path, min_side)
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+  except (
+      OSError, SyntaxError, ValueError, Image.DecompressionBombError
+  ) as err:
     raise CorruptImage(path, str(err)) from err
 
 

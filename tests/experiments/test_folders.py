@@ -14,6 +14,7 @@ import pytest
 
 from experiments import errors
 from experiments.data import folders
+from experiments.data import specs
 from experiments.data.releases import animal10n
 from experiments.data.releases import clothing1m
 
@@ -540,3 +541,32 @@ def test_needs_data_dir():
   with pytest.raises(errors.UserError) as excinfo:
     folders.read_folder_dataset("clothing1m", None)
   _one_line_error(excinfo, "clothing1m needs data_dir")
+
+
+# ---------------------------------------------------------------------------
+# Spec rows
+# ---------------------------------------------------------------------------
+
+
+def test_spec_rows_for_the_input_workers():
+  for spec in specs.SPECS.values():
+    assert spec.policy in specs.POLICIES
+    # The device path's flag and the workers' policy agree.
+    assert spec.augment == (spec.policy == "crop_flip")
+    assert spec.eval_resize >= spec.eval_size
+  layouts = {s.name: s.layout for s in specs.SPECS.values() if s.layout}
+  assert layouts == {name: name for name in folders.LAYOUTS}
+  sizes = {
+      n: (s.train_size, s.eval_resize, s.eval_size, s.policy)
+      for n, s in specs.SPECS.items()
+  }
+  rrc = "random_resized_crop"
+  assert sizes["clothing1m"] == sizes["food101n"] == (224, 256, 224, rrc)
+  assert sizes["webvision"] == sizes["webvision_mini"] == (299, 342, 299, rrc)
+  assert sizes["animal10n"] == (64, 64, 64, "crop_flip")
+  assert sizes["cifar10"] == sizes["cifar100_n"] == (32, 32, 32, "crop_flip")
+  assert sizes["fashion_mnist"] == (28, 28, 28, "none")
+  assert sizes["food101"] == (224, 256, 224, "none")
+  imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+  for name in folders.LAYOUTS:
+    assert specs.SPECS[name][2:4] == imagenet

@@ -96,7 +96,9 @@ def read(data_dir: str) -> il.FolderDataset:
   train_file = os.path.join(annotations, "noisy_train_key_list.txt")
   keys, paths, labels = _keys(data_dir, train_file, noisy, noisy_file)
   clean_labels = [clean.get(k, -1) for k in keys]
-  verified = [-1 if c < 0 else int(c == n) for c, n in zip(clean_labels, labels)]
+  verified = [
+      -1 if c < 0 else int(c == n) for c, n in zip(clean_labels, labels)
+  ]
   train = il.make_list(paths, labels, clean_labels, verified)
   il.check_classes_present(train.labels, class_names, train_file)
 

@@ -44,7 +44,7 @@ _VAL_FOLDERS = ("val_images_256", "val_images")
 def _file_list(
     path: str, root: str, num_classes: int
 ) -> tuple[list[str], list[int]]:
-  """A ``<path> <label>`` list's images (under ``root``) of the first classes."""
+  """Images under ``root`` of a ``<path> <label>`` list, first classes only."""
   paths, labels, lines = [], [], []
   for line, text in il.read_lines(path):
     name, label = il.path_and_label(path, line, text, NUM_WEBVISION_CLASSES)
