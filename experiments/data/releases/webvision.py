@@ -1,7 +1,10 @@
 """WebVision 1.0 and its mini subset, with the ILSVRC12 validation set.
 
 Li et al., "WebVision database: visual learning and understanding from web
-data", 2017. Layout under ``data_dir`` (the resized release):
+data", 2017. Layout under ``data_dir``: the resized release's archives
+(``google_resized_256.tar``, ``flickr_resized_256.tar``,
+``val_images_256.tar``, ``info.tar``) unpacked side by side, or the
+full-size release's, which has the same lists:
 
 * ``info/train_filelist_google.txt``, ``info/train_filelist_flickr.txt``:
   ``google/q0001/000000.jpg 0`` lines, the image's path under ``data_dir``
