@@ -1,15 +1,19 @@
 """Per-epoch curves of a grid: one panel per noise setting, one line per method.
 
-Each line is the mean over the method's seeds; a dot marks the epoch of its
-best mean noisy-validation accuracy (the epoch the paper's protocol reports),
-dashed lines the protocol's learning-rate drops, and the title names the
-dataset, model and seeds, so that a plot read on its own says what it shows.
+A figure read on its own must say what it shows, so the title names the
+dataset, the model and its training set, what is plotted and over which
+seeds, and each panel its noise. CE and the two CDR flavours are drawn in
+strong colours (CE black, `cdr_ref` blue, `cdr_paper` red, in every figure);
+in a grid of more methods the others share one thin grey style (their
+numbers are in results.md), and in a sweep of CDR's split constant the
+colour runs with tau. A dot marks the epoch of best mean noisy-validation
+accuracy (the epoch the paper's protocol reports), dashed lines the
+learning-rate drops; the legend sits below the panels, on no curve.
 """
 
 import io
 import math
 import statistics
-import textwrap
 
 import matplotlib
 
@@ -17,9 +21,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from experiments import atomic
+from experiments import grid as grid_lib
 
 _SHORT = {"symmetric": "sym", "asymmetric": "asym", "pairflip": "pair",
           "instance": "inst", "none": "clean"}
+_DATASETS = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST",
+             "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+_MODELS = {"mlp": "MLP", "lenet5": "LeNet-5", "resnet18": "ResNet-18",
+           "resnet50": "ResNet-50"}
+STRONG = {"ce": "black", "cdr_ref": "tab:blue", "cdr_paper": "tab:red"}
+# Further methods' own colours, where a figure has few methods.
+_PALETTE = ("tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
+            "tab:olive", "tab:cyan", "tab:gray")
+_MUTED = "0.72"
+# A figure with more methods than this gives its own colour only to CE and
+# CDR: more hues than that cannot be told apart in thin, crossing lines.
+_MAX_COLOURED = 5
 
 
 def setting_name(config_name, noise_type, rate, multi_config) -> str:
@@ -39,16 +56,60 @@ def mean_curve(histories, metric) -> list[float] | None:
   return None if all(math.isnan(v) for v in curve) else curve
 
 
-def _title(grid, runs) -> str:
-  summaries = [run["summary"] for found in runs.values() for run in found]
-  if not summaries:
-    return ""
-  datasets = sorted({s["dataset"] for s in summaries})
-  models = sorted({s["model"] for s in summaries})
-  seeds = sorted({s["seed"] for s in summaries})
-  return (
-      f"{', '.join(datasets)}, {', '.join(models)} ({', '.join(grid.configs)}); "
-      f"mean over each method's seeds (of {seeds}); dot = best noisy-val epoch"
+def styles(methods) -> dict[str, dict]:
+  """Line style per method spec: see the module's docstring."""
+  parsed = {m: grid_lib.parse_method(m) for m in methods}
+  taus = {m: args["tau"] for m, (_, args) in parsed.items() if "tau" in args}
+  if len(taus) == len(methods) > 1:  # A sweep of the split constant.
+    low, high = min(taus.values()), max(taus.values())
+    cmap = plt.get_cmap("viridis")
+    return {m: {"color": cmap(0.9 * (t - low) / ((high - low) or 1)),
+                "linewidth": 1.6, "zorder": 3} for m, t in taus.items()}
+  focus = [m for m in methods if parsed[m][0] in STRONG]
+  coloured = methods if len(methods) <= _MAX_COLOURED or not focus else focus
+  spare = iter(_PALETTE * len(methods))
+  out = {}
+  for m in methods:
+    if m in coloured:
+      colour = STRONG[m] if m in STRONG else next(spare)
+      out[m] = {"color": colour, "linewidth": 1.8, "zorder": 3}
+    else:
+      out[m] = {"color": _MUTED, "linewidth": 0.9, "zorder": 2}
+  return out
+
+
+def noise_name(noise_type: str, rate: float) -> str:
+  return f"{noise_type} {round(100 * rate)}%"
+
+
+def describe_runs(summaries) -> str:
+  """'Fashion-MNIST, MLP 1024-1024, 3,600 training images' of the runs."""
+  parts = []
+  for key, names in (("dataset", _DATASETS), ("model", _MODELS)):
+    values = sorted({s[key] for s in summaries})
+    parts.append("/".join(names.get(v, v) for v in values))
+  hidden = {tuple(s.get("config", {}).get("mlp_hidden") or ())
+            for s in summaries if s["model"] == "mlp"}
+  if len(hidden) == 1 and (widths := next(iter(hidden))):
+    parts[1] += f" (hidden {'-'.join(map(str, widths))})"
+  sizes = sorted({s["num_train"] for s in summaries if "num_train" in s})
+  if sizes:
+    parts.append("/".join(f"{n:,}" for n in sizes) + " training images")
+  return ", ".join(parts)
+
+
+def _seeds(grid, methods, style) -> str:
+  """'seeds [0, 1]', or which methods ran which seeds."""
+  groups: dict[tuple, list[str]] = {}
+  for m in methods:
+    groups.setdefault(grid.seeds_of(m), []).append(m)
+  if len(groups) == 1:
+    return f"seeds {list(next(iter(groups)))}"
+  return "; ".join(
+      f"seeds {list(seeds)} for "
+      + ("the other methods" if all(style[m]["color"] == _MUTED for m in ms)
+         else ", ".join(ms))
+      for seeds, ms in groups.items()
   )
 
 
@@ -57,9 +118,10 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
 
   Args:
     grid: the grid (its settings and methods, in order).
-    runs: `report.load_runs`'s finished runs by (config, type, rate, method).
+    runs: `report.by_cell`'s finished runs by (config, type, rate, method).
     metric: a key of the per-epoch records, e.g. "test_acc".
-    ylabel: the y axis' label; values are plotted in %.
+    ylabel: the y axis' label, also what the title says is plotted; values
+      are plotted in %.
     path: the PNG to write.
     milestones: 1-based epochs from which the learning rate drops.
 
@@ -70,55 +132,68 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
       (c, t, r) for c in grid.configs for t in grid.noise_types
       for r in grid.noise_rates
   ]
+  curves = {}  # (setting, method) -> (curve, best-validation epoch index)
+  for setting in settings:
+    for m in grid.methods:
+      histories = [run["history"] for run in runs[(*setting, m)]]
+      if histories and (curve := mean_curve(histories, metric)) is not None:
+        val = mean_curve(histories, "val_acc")
+        curves[(setting, m)] = (curve, val.index(max(val)) if val else None)
+  if not curves:
+    return False
+  drawn = [m for m in grid.methods if any((s, m) in curves for s in settings)]
+  style = styles(drawn)
   cols = min(4, len(settings))
   rows = -(-len(settings) // cols)
-  width = max(6, 4 * cols)  # inches; one panel still fits its title
   fig, axes = plt.subplots(
-      rows, cols, figsize=(width, 3 * rows + 0.6), squeeze=False,
-      sharex=True,
+      rows, cols, figsize=(max(7, 4 * cols), 3 * rows + 1.6), squeeze=False,
+      sharex=True, layout="constrained",
   )
-  # One colour per method across panels; tab10 repeats beyond 10 methods,
-  # so then tab20: its 10 dark hues first, then their light pairs.
-  cmap = plt.get_cmap("tab10" if len(grid.methods) <= 10 else "tab20")
-  many = len(grid.methods) > 10
-  drawn = False
+  legend = {}  # label -> handle, in the order of the grid's methods
   for ax, setting in zip(axes.flat, settings):
-    for i, m in enumerate(grid.methods):
-      histories = [run["history"] for run in runs[(*setting, m)]]
-      if not histories or (curve := mean_curve(histories, metric)) is None:
+    for m in drawn:
+      if (setting, m) not in curves:
         continue
-      drawn = True
-      epochs = range(1, len(curve) + 1)
-      (line,) = ax.plot(epochs, [100 * v for v in curve], label=m,
-                        color=cmap(2 * i % 20 + (i >= 10) if many else i))
-      val = mean_curve(histories, "val_acc")
-      if val:
-        best = val.index(max(val))
-        ax.plot(best + 1, 100 * curve[best], "o", color=line.get_color())
+      curve, best = curves[(setting, m)]
+      (line,) = ax.plot(range(1, len(curve) + 1), [100 * v for v in curve],
+                        **style[m])
+      muted = style[m]["color"] == _MUTED
+      legend.setdefault(
+          f"other methods ({sum(style[o]['color'] == _MUTED for o in drawn)}; "
+          "see results.md)" if muted else m, line)
+      if best is not None:
+        ax.plot(best + 1, 100 * curve[best], "o", color=style[m]["color"],
+                markersize=4 if muted else 7, markeredgecolor="white",
+                zorder=style[m]["zorder"] + 1)
     for k, epoch in enumerate(milestones):
-      ax.axvline(epoch - 0.5, color="gray", linestyle="--", linewidth=0.8,
-                 label="lr drop" if k == 0 else None)
-    ax.set_title(setting_name(*setting, len(grid.configs) > 1))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
+      line = ax.axvline(epoch - 0.5, color="0.4", linestyle="--",
+                        linewidth=0.8)
+      if k == 0:
+        legend.setdefault("lr x0.1", line)
+    ax.set_title(noise_name(setting[1], setting[2])
+                 + (f", {setting[0]}" if len(grid.configs) > 1 else ""))
     ax.grid(alpha=0.3)
-  if not drawn:
-    plt.close(fig)
-    return False
-  for ax in axes.flat[len(settings):]:
-    ax.axis("off")
-  legend = {}  # label -> handle, over every panel (a method may miss some).
-  for ax in axes.flat:
-    for handle, label in zip(*ax.get_legend_handles_labels()):
-      legend.setdefault(label, handle)
-  labels = list(legend)
-  fig.legend(legend.values(), labels, loc="lower center",
-             ncol=max(1, min(7, len(labels))), fontsize="small")
-  # About 11 characters of title per inch of figure.
-  title = textwrap.wrap(_title(grid, runs), width=11 * width)
-  fig.suptitle("\n".join(title), fontsize="medium")
-  legend_rows = -(-len(labels) // 7)
-  fig.tight_layout(rect=(0, 0.04 * legend_rows / rows, 1, 1))
+  for k, ax in enumerate(axes.flat):
+    if k >= len(settings):
+      ax.axis("off")
+      continue
+    if k % cols == 0:
+      ax.set_ylabel(ylabel)
+    if k + cols >= len(settings):  # No panel below it.
+      ax.set_xlabel("epoch")
+      ax.xaxis.set_tick_params(labelbottom=True)
+  legend["best noisy-val epoch (reported)"] = plt.Line2D(
+      [], [], marker="o", color="0.3", linestyle="", markersize=6)
+  fig.legend(legend.values(), legend.keys(), loc="outside lower center",
+             ncol=min(len(legend), 5 if cols > 2 else 2), fontsize="small")
+  summaries = [run["summary"] for found in runs.values() for run in found]
+  schedule = (f"lr x0.1 from epochs {list(milestones)}" if milestones
+              else "constant lr")
+  fig.suptitle(
+      f"{describe_runs(summaries)}: {ylabel.replace(' (%)', '')} per epoch\n"
+      f"{grid.num_epochs} epochs, {schedule}; mean over "
+      f"{_seeds(grid, drawn, style)}",
+      fontsize="medium")
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)

@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from experiments import atomic
 from experiments import grid as grid_lib
+from experiments import packs
 from experiments import plots
 from experiments import report as report_lib
 
@@ -338,7 +339,13 @@ def _save(fig, path: str) -> None:
 
 
 def report(results_dir: str, reuse_dir: str = MEMORIZE_TABLE) -> str:
-  """Writes results.md and the two figures; returns the Markdown."""
+  """Packs the map's own finished runs (runs.jsonl.gz), then writes
+  results.md and the two figures; returns the Markdown."""
+  own = [g for g, folder, _ in parts(results_dir, reuse_dir)
+         if folder == results_dir]
+  packs.write(results_dir,
+              {"name": "the regime map", "regimes": {"reuse_dir": reuse_dir}},
+              report_lib.finished_runs(own, results_dir))
   runs = load(results_dir, reuse_dir)
   text = markdown(runs)
   atomic.write_atomic(os.path.join(results_dir, "results.md"),

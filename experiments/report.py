@@ -4,42 +4,53 @@
   over seeds of the test accuracy at the epoch of best noisy-validation
   accuracy, the same for the last epoch and the memorization rate, and the
   wall time per epoch;
-* test_accuracy.png, memorization.png: one panel per setting, one line per
-  method (mean over seeds) - the early-learning picture;
-* summaries.json: every finished run's summary.
+* test_accuracy.png, memorization.png (and label_precision.png,
+  split_constant.png where a grid has them): experiments/plots.py;
+* runs.jsonl.gz: every finished run's summary and per-epoch records
+  (experiments/packs.py), from which all of the above is made.
 """
 
 import functools
-import json
 import os
 import statistics
 from typing import Any
 
 from experiments import atomic
+from experiments import divergence
 from experiments import grid as grid_lib
+from experiments import packs
 from experiments import plots
 from experiments import rate_report
 
 
-def load_runs(grid, results_dir) -> dict[tuple, list[dict[str, Any]]]:
-  """Finished runs by (config, noise type, rate, method): (summary, history)."""
-  runs = {}
-  for c in grid.configs:
-    for t in grid.noise_types:
-      for r in grid.noise_rates:
-        for m in grid.methods:
-          found = []
-          for s in grid.seeds_of(m):
-            workdir = grid_lib.run_dir(results_dir, c, t, r, m, s)
-            if not os.path.exists(os.path.join(workdir, "summary.json")):
-              continue
-            with open(os.path.join(workdir, "summary.json")) as f:
-              summary = json.load(f)
-            with open(os.path.join(workdir, "metrics.jsonl")) as f:
-              history = [json.loads(line) for line in f]
-            found.append({"summary": summary, "history": history})
-          runs[(c, t, r, m)] = found
+def finished_runs(grids, results_dir) -> dict[packs.Run, dict]:
+  """The folder's pack with the grids' finished workdirs read over it.
+
+  A workdir is the run's own output, so it wins over a packed copy; runs
+  packed but outside `grids` stay (a narrower --methods keeps the others).
+  """
+  _, runs = packs.read(packs.path(results_dir))
+  for grid in grids:
+    for run in grid_lib.runs(grid):
+      record = packs.read_workdir(run, grid_lib.run_dir(results_dir, *run))
+      if record is not None:
+        runs[run] = record
   return runs
+
+
+def by_cell(grid, runs) -> dict[tuple, list[dict[str, Any]]]:
+  """The grid's finished runs by (config, noise type, rate, method), in seed order."""
+  cells = {}
+  for run in grid_lib.runs(grid):
+    found = cells.setdefault(run[:-1], [])
+    if run in runs:
+      found.append(runs[run])
+  return cells
+
+
+def load_runs(grid, results_dir) -> dict[tuple, list[dict[str, Any]]]:
+  """Finished runs (pack and workdirs) by (config, noise type, rate, method)."""
+  return by_cell(grid, finished_runs([grid], results_dir))
 
 
 def _mean_std(values: list[float]) -> str:
@@ -105,7 +116,7 @@ def _selected_by_validation(grid, settings, runs) -> str:
   return "".join(lines)
 
 
-def markdown_report(grid, milestones_used, runs) -> str:
+def markdown_report(grid, milestones_used, runs, diverged=None) -> str:
   """The tables, in the paper's layout, as Markdown."""
   settings = [
       (c, t, r) for c in grid.configs for t in grid.noise_types
@@ -118,11 +129,12 @@ def markdown_report(grid, milestones_used, runs) -> str:
   def table(metric, only_logged=False) -> str:
     rows = []
     for m in grid.methods:
+      # A diverged run has no summary: its cell says so (diverged: by cell).
       cells = [
-          _mean_std([
+          divergence.cell(_mean_std([
               v for run in runs[(*s, m)]
               if (v := metric(run)) is not None
-          ])
+          ]), (diverged or {}).get((*s, m), 0))
           for s in settings
       ]
       if not (only_logged and all(c == "-" for c in cells)):
@@ -192,42 +204,51 @@ def _dataset_of(runs) -> str | None:
   return None
 
 
-def report(grid, milestones, results_dir) -> str:
-  """Writes results.md, summaries.json and the plots; returns the Markdown."""
-  runs = load_runs(grid, results_dir)
+def report(grid, milestones, results_dir, name=None) -> str:
+  """Packs the finished runs, then writes results.md and the plots from the
+  pack; returns the Markdown.
+
+  Args:
+    grid: the grid whose runs the tables and plots show.
+    milestones: --lr_milestones (None: the config's, scaled).
+    results_dir: the folder; its runs/ workdirs are read over its pack.
+    name: the title's name; default the folder's name.
+  """
+  header = packs.grid_header(
+      name or os.path.basename(os.path.normpath(results_dir)), grid, milestones
+  )
+  runs = finished_runs([grid], results_dir)
+  packs.write(results_dir, header, runs)
+  return write_report(header, runs, results_dir)
+
+
+def write_report(header, runs, results_dir) -> str:
+  """results.md and the plots of a grid pack's header and runs."""
+  grid, milestones = packs.grid_of(header)
+  cells = by_cell(grid, runs)
   first_config = grid_lib.load_config(grid.configs[0])
   used = grid_lib.lr_milestones(
       first_config, grid.num_epochs, milestones, grid.scale_milestones
   )
-  text = markdown_report(grid, used, runs)
+  text = markdown_report(grid, used, cells,
+                         divergence.count(grid, results_dir))
   atomic.write_atomic(
       os.path.join(results_dir, "results.md"),
-      f"# Results: {os.path.basename(os.path.normpath(results_dir))}\n\n"
-      + text,
-  )
-  atomic.write_atomic(
-      os.path.join(results_dir, "summaries.json"),
-      json.dumps(
-          [
-              {k: v for k, v in run["summary"].items() if k != "config"}
-              for found in runs.values() for run in found
-          ],
-          indent=1,
-      )
-      + "\n",
+      f"# Results: {header['name']}\n\n" + text,
   )
   figures = {
-      name: functools.partial(plots.plot_curves, grid, runs, metric, ylabel,
+      name: functools.partial(plots.plot_curves, grid, cells, metric, ylabel,
                               milestones=used)
       for metric, ylabel, name in (
           ("test_acc", "test accuracy (%)", "test_accuracy.png"),
-          ("memorization", "memorized mislabeled (%)", "memorization.png"),
+          ("memorization", "mislabeled examples memorized (%)",
+           "memorization.png"),
           ("label_precision", "label precision of the selection (%)",
            "label_precision.png"),
       )
   }
   figures["split_constant.png"] = functools.partial(
-      rate_report.plot_split_constant, grid, runs
+      rate_report.plot_split_constant, grid, cells
   )
   for name, plot in figures.items():
     path = os.path.join(results_dir, name)

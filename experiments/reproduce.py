@@ -5,9 +5,13 @@ combination of a grid, one after the other in this process (the clean
 dataset is loaded once per dataset), skips runs that already finished (a
 finished run of another configuration in the same place is an error, not a
 result), checks every run's configuration before training the first, and writes to
---results_dir the report (experiments/report.py: results.md, curves,
-summaries.json) and runs/<config>/<noise>_<rate>/<method>/seed<k>/, each
-run's workdir.
+--results_dir the report (experiments/report.py: results.md, curves) and
+runs.jsonl.gz, every finished run's summary and per-epoch records in one
+file (experiments/packs.py). Each run trains in its workdir,
+runs/<config>/<noise>_<rate>/<method>/seed<k>/ (checkpoints: working files,
+not results); a run in the pack or with a summary there counts as done.
+--from=<folder>/runs.jsonl.gz makes a folder's report again from its pack
+alone.
 
 Presets (--grid, experiments/grid.py), each overridable flag by flag:
 
@@ -30,6 +34,7 @@ Presets (--grid, experiments/grid.py), each overridable flag by flag:
   python -m experiments.reproduce --grid=main
   python -m experiments.reproduce --grid=fmnist_table --methods=ce,cdr_ref,cdr_paper
   python -m experiments.reproduce --grid=fmnist_table --report_only
+  python -m experiments.reproduce --from=experiments/results/memorize_table/runs.jsonl.gz
 """
 
 import dataclasses
@@ -46,6 +51,7 @@ from experiments import data
 from experiments import errors
 from experiments import grid as grid_lib
 from experiments import many_runs
+from experiments import packs
 from experiments import regimes
 from experiments import report
 from experiments import run_config
@@ -89,6 +95,12 @@ _RUNS_PER_PROGRAM = flags.DEFINE_integer(
 )
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Only aggregate the finished runs; train nothing."
+)
+_FROM = flags.DEFINE_string(
+    "from", None,
+    "A runs.jsonl.gz: write it, results.md and the plots to --results_dir "
+    "(default: the pack's folder) from the pack alone, as --report_only "
+    "with the grid the pack records; trains nothing.",
 )
 
 
@@ -135,18 +147,26 @@ def _config_overrides() -> dict:
   return overrides
 
 
-def is_finished(workdir: str, config) -> bool:
-  """Whether workdir holds the finished run of `config`.
+def is_finished(workdir: str, config, packed=None) -> bool:
+  """Whether workdir, or the folder's pack (`packed`: (its path, the run's
+  record) if the pack holds the run), holds the finished run of `config`.
 
   Raises:
     ValueError: if it holds a finished run of another configuration (e.g.
       another epoch budget): its results must not be mixed into this grid.
   """
   path = os.path.join(workdir, "summary.json")
-  if not os.path.exists(path):
+  if os.path.exists(path):
+    with open(path) as f:
+      summary = json.load(f)
+  elif (marker := divergence.marked(workdir)) is not None:
+    summary = marker  # Diverged: training it again would diverge again.
+  elif packed is not None:
+    pack_path, record = packed
+    summary = record["summary"]
+    workdir = f"{pack_path} (run {' '.join(map(str, record['run']))})"
+  else:
     return False
-  with open(path) as f:
-    summary = json.load(f)
   if differences := run_config.differences(summary["config"], config):
     raise errors.UserError(
         f"{workdir} holds a finished run with another configuration "
@@ -175,11 +195,17 @@ def plan(grid, milestones, results_dir) -> list[tuple[tuple, object, str]]:
 def run_grid(grid, milestones, results_dir) -> None:
   """Trains every run of the grid that has no summary.json yet."""
   planned = plan(grid, milestones, results_dir)
-  todo = [p for p in planned if not is_finished(p[2], p[1])]
+  pack_path = packs.path(results_dir)
+  _, packed = packs.read(pack_path)
+  todo = [
+      (run, config, workdir) for run, config, workdir in planned
+      if not is_finished(workdir, config,
+                         (pack_path, packed[run]) if run in packed else None)
+  ]
   if len(todo) < len(planned):
     print(
         f"{len(planned) - len(todo)} of {len(planned)} runs already finished in "
-        f"{results_dir}/runs: reusing their results.",
+        f"{results_dir}: reusing their results.",
         flush=True,
     )
   datasets: dict[tuple, data.Dataset] = {}
@@ -238,8 +264,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  results_dir = _RESULTS_DIR.value or os.path.join("runs", _GRID.value)
+  results_dir = _RESULTS_DIR.value or (
+      os.path.dirname(_FROM.value) if _FROM.value
+      else os.path.join("runs", _GRID.value)
+  )
   cli.check_output_dir(results_dir, "--results_dir")
+  if _FROM.value:
+    print(report_from(_FROM.value, results_dir))
+    print(f"Wrote {results_dir}/results.md, its plots and {packs.FILENAME}")
+    return
   if _GRID.value == "regimes":
     run_regimes(results_dir)
     return
@@ -251,8 +284,32 @@ def main(argv):
   print(text)
   print(
       f"Wrote {results_dir}/results.md, test_accuracy.png, memorization.png "
-      f"and summaries.json"
+      f"and {packs.FILENAME}"
   )
+
+
+def report_from(pack_path: str, results_dir: str) -> str:
+  """The pack copied to results_dir, and the report of the grid it records."""
+  given = [f"--{f.name}" for f in (_GRID, _CONFIGS, _NOISE_TYPES, _NOISE_RATES,
+                                   _METHODS, _SEEDS, _NUM_EPOCHS,
+                                   _LR_MILESTONES, _REPORT_ONLY)
+           if f.present]
+  if given:
+    raise errors.UserError(
+        f"--from takes the grid from the pack; {', '.join(given)} cannot "
+        "change it."
+    )
+  header, runs = packs.read(pack_path)
+  if header is None:
+    raise errors.UserError(f"--from: no such file: {pack_path}.")
+  os.makedirs(results_dir, exist_ok=True)
+  if not os.path.exists(packs.path(results_dir)) or not os.path.samefile(
+      pack_path, packs.path(results_dir)):
+    packs.write(results_dir, header, runs)
+  if "regimes" in header:
+    return regimes.report(results_dir, header["regimes"]["reuse_dir"])
+  grid, milestones = packs.grid_of(header)
+  return report.report(grid, milestones, results_dir, name=header["name"])
 
 
 def run_regimes(results_dir: str) -> None:

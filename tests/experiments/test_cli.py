@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import grid
+from experiments import packs
 from conftest import make_tiny_dataset as tiny_dataset
 from conftest import read_metrics
 from conftest import REPO
@@ -126,7 +127,7 @@ def test_reproduce_runs_a_grid_and_reports(tmp_path):
   assert "lr x0.1 from epochs [2]" in first.stdout
   table = (results / "results.md").read_text()
   assert "| method | sym 20 |" in table and "| cdr_ref | " in table
-  for name in ("test_accuracy.png", "memorization.png", "summaries.json"):
+  for name in ("test_accuracy.png", "memorization.png", "runs.jsonl.gz"):
     assert (results / name).stat().st_size > 0
   # Finished runs are skipped; another budget in the same place is refused.
   second = subprocess.run(
@@ -251,7 +252,8 @@ def _strip_times(value):
 
 def _grid_outputs(results):
   """Everything a grid wrote, minus wall-clock times; every file parses whole."""
-  out = {"summaries": _strip_times(json.loads((results / "summaries.json").read_text()))}
+  _, packed = packs.read(str(results / packs.FILENAME))
+  out = {"summaries": _strip_times([r["summary"] for r in packed.values()])}
   tables = (results / "results.md").read_text()
   # The title names the directory; the cost table holds wall-clock times.
   out["tables"] = tables[tables.index("\n") : tables.index("## Cost")]

@@ -5,14 +5,25 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
+from experiments import errors
 from experiments import grid as grid_lib
 from experiments import methods
+from experiments import packs
 from experiments import plots
 from experiments import rate_report
+from experiments import regimes
 from experiments import report
+from experiments import reproduce
+from experiments import run_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(seed, val, test, *, precision=None, method_report=None, epochs=3):
@@ -155,3 +166,92 @@ def test_report_of_a_partial_grid(tmp_path):
   for name in ("test_accuracy.png", "memorization.png", "split_constant.png"):
     assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
   assert not (tmp_path / "label_precision.png").exists()
+
+
+def _write_workdir(results_dir, run, record, arrays=None):
+  workdir = grid_lib.run_dir(str(results_dir), *run)
+  os.makedirs(workdir)
+  summary = dict(record["summary"], config={"seed": run[-1]})
+  for key, value in (arrays or {}).items():
+    np.save(os.path.join(workdir, f"{key}.npy"), value)
+    summary.setdefault("method_report", {})[key] = f"{key}.npy"
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in record["history"])
+
+
+def _files(folder):
+  """The folder's files (not its workdirs, nor the lock of who wrote it)."""
+  return {p.name: p.read_bytes() for p in folder.iterdir()
+          if p.is_file() and not p.name.startswith(".")}
+
+
+def test_the_pack_alone_makes_the_folder_again_bit_for_bit(tmp_path):
+  """Workdirs -> pack + report; the pack in another folder -> the same files."""
+  config = "fashion_mnist_mlp_memorize"
+  g = grid_lib.Grid((config,), ("pairflip",), (0.4,), ("ce", "coteaching"),
+                    (0, 1, 2), 3)
+  folder = tmp_path / "grid"
+  for k, run in enumerate(grid_lib.runs(g)[:-1]):  # one run not finished
+    precision = 0.9 if run[3] == "coteaching" else None
+    arrays = {"noisy_ids": np.arange(k, dtype=np.int32)} if precision else None
+    _write_workdir(folder, run, _run(run[4], 0.5 + k / 100, 0.7 + k / 100,
+                                     precision=precision), arrays)
+  report.report(g, None, str(folder))
+  made = _files(folder)
+  assert set(made) == {"results.md", "runs.jsonl.gz", "test_accuracy.png",
+                       "memorization.png", "label_precision.png"}
+  assert made["results.md"].startswith(b"# Results: grid\n")
+  header, packed = packs.read(str(folder / packs.FILENAME))
+  assert len(packed) == len(grid_lib.runs(g)) - 1
+  assert packs.grid_of(header) == (g, None)
+  last = grid_lib.runs(g)[-2]
+  assert packed[last]["history"][-1]["label_precision"] == 0.9
+  np.testing.assert_array_equal(packs.array(packed[last], "noisy_ids"),
+                                np.arange(4, dtype=np.int32))
+
+  # The same runs pack to the same bytes; workdirs gone, the pack suffices.
+  shutil.rmtree(folder / "runs")
+  report.report(g, None, str(folder))
+  assert _files(folder) == made
+
+  # Elsewhere, from the pack alone, through the command line.
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce",
+       f"--from={folder / packs.FILENAME}",
+       f"--results_dir={tmp_path / 'again'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert _files(tmp_path / "again") == made
+
+
+def test_a_run_in_the_pack_is_finished_and_its_configuration_checked(tmp_path):
+  g = grid_lib.PRESETS["main"]
+  run = grid_lib.runs(g)[0]
+  config = grid_lib.make_config(g, run, None, {})
+  workdir = grid_lib.run_dir(str(tmp_path), *run)
+  record = {"run": list(run), "summary": {"config": run_config.as_dict(config)}}
+  assert not reproduce.is_finished(workdir, config)
+  assert reproduce.is_finished(workdir, config, ("p.gz", record))
+  other = grid_lib.make_config(dataclasses.replace(g, num_epochs=7), run, None, {})
+  with pytest.raises(errors.UserError, match=r"^p.gz \(run fashion_mnist_mlp_"
+                     r"memorize symmetric 0.4 ce 0\) holds a finished run with "
+                     r"another configuration \(num_epochs: 50 -> 7"):
+    reproduce.is_finished(workdir, other, ("p.gz", record))
+
+
+def test_regimes_reuse_a_packed_memorize_table(tmp_path):
+  reused = ("fashion_mnist_mlp_memorize", "pairflip", 0.4, "cdr_ref", 1)
+  packs.write(str(tmp_path / "table"), {"name": "table"},
+              {reused: {"run": list(reused), **_run(1, 0.6, 0.75)}})
+  runs = regimes.load(str(tmp_path / "map"), str(tmp_path / "table"))
+  assert [r["summary"]["test_acc_at_best_val"]
+          for r in runs[reused[:-1]]] == [0.75]
+
+
+def test_a_broken_pack_is_one_clear_error(tmp_path):
+  (tmp_path / "runs.jsonl.gz").write_bytes(b"not gzip")
+  with pytest.raises(errors.UserError, match="runs.jsonl.gz is not a runs pack"):
+    packs.read(str(tmp_path / "runs.jsonl.gz"))
