@@ -3,6 +3,7 @@
 import numpy as np
 from PIL import Image
 import pytest
+import simplejpeg
 
 from experiments.data import image_ops
 
@@ -79,8 +80,11 @@ def test_decode_min_side_on_pillow_path(tmp_path):
   with open(path, "rb") as f:
     data = f.read()
   end = data.rindex(b"\xff\xd9")
+  data = data[:end] + b"\x00\x01junk" + data[end:]
   with open(path, "wb") as f:
-    f.write(data[:end] + b"\x00\x01junk" + data[end:])
+    f.write(data)
+  with pytest.raises(ValueError, match="extraneous bytes"):
+    simplejpeg.decode_jpeg(data, colorspace="RGB")
   image = image_ops.decode(path, min_side=40)
   assert image.shape == (40, 50, 3)
 
