@@ -6,6 +6,9 @@ line is one finished run: its key (config, noise type, rate, method, seed),
 its summary (which holds the configuration it ran), its per-epoch records
 and the arrays its method reported (`<key>.npy` in the workdir).
 
+A header may carry a `note`, which the report keeps and prints in the
+title of results.md: e.g. the commit that made runs older than the code.
+
 Why JSON lines in gzip: the records are the JSON the runs themselves write
 (summary.json, metrics.jsonl), whose keys differ from method to method, so
 they go in unchanged, with no schema and no new dependency (Parquet would
@@ -56,6 +59,17 @@ def read(pack_path: str) -> tuple[dict[str, Any] | None, dict[Run, dict]]:
         f"{str(header)[:80]!r}."
     )
   return header, runs
+
+
+def read_header(pack_path: str) -> dict[str, Any] | None:
+  """The header alone (one line, not the runs); None if there is no pack."""
+  if not os.path.exists(pack_path):
+    return None
+  try:
+    with gzip.open(pack_path, "rt", encoding="utf-8") as f:
+      return json.loads(f.readline())
+  except (OSError, EOFError, ValueError) as e:
+    raise errors.UserError(f"{pack_path} is not a runs pack: {e}") from None
 
 
 def write(folder: str, header: dict[str, Any], runs: dict[Run, dict]) -> None:

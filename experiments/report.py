@@ -217,6 +217,9 @@ def report(grid, milestones, results_dir, name=None) -> str:
   header = packs.grid_header(
       name or os.path.basename(os.path.normpath(results_dir)), grid, milestones
   )
+  previous = packs.read_header(packs.path(results_dir)) or {}
+  if "note" in previous:
+    header["note"] = previous["note"]
   runs = finished_runs([grid], results_dir)
   packs.write(results_dir, header, runs)
   return write_report(header, runs, results_dir)
@@ -234,7 +237,8 @@ def write_report(header, runs, results_dir) -> str:
                          divergence.count(grid, results_dir))
   atomic.write_atomic(
       os.path.join(results_dir, "results.md"),
-      f"# Results: {header['name']}\n\n" + text,
+      f"# Results: {header['name']}"
+      + (f" ({header['note']})" if "note" in header else "") + "\n\n" + text,
   )
   figures = {
       name: functools.partial(plots.plot_curves, grid, cells, metric, ylabel,

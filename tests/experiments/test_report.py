@@ -255,3 +255,17 @@ def test_a_broken_pack_is_one_clear_error(tmp_path):
   (tmp_path / "runs.jsonl.gz").write_bytes(b"not gzip")
   with pytest.raises(errors.UserError, match="runs.jsonl.gz is not a runs pack"):
     packs.read(str(tmp_path / "runs.jsonl.gz"))
+
+
+def test_a_note_in_the_pack_stays_in_the_title(tmp_path):
+  """A folder marked with the commit that made its runs keeps the mark."""
+  g = grid_lib.Grid(("fashion_mnist_mlp_memorize",), ("symmetric",), (0.4,),
+                    ("ce",), (0,), 3)
+  _write_workdir(tmp_path, grid_lib.runs(g)[0], _run(0, 0.5, 0.7))
+  report.report(g, None, str(tmp_path))
+  header, runs = packs.read(str(tmp_path / packs.FILENAME))
+  packs.write(str(tmp_path), {**header, "note": "runs of abc123"}, runs)
+  report.report(g, None, str(tmp_path))
+  first = (tmp_path / "results.md").read_text().splitlines()[0]
+  assert first == f"# Results: {tmp_path.name} (runs of abc123)"
+  assert packs.read_header(str(tmp_path / packs.FILENAME))["note"] == "runs of abc123"
