@@ -4,10 +4,19 @@ The checkpoint (orbax, every epoch) holds the loop's state - whatever pytree
 the method keeps - the metrics history so far and the run's configuration.
 Restoring first compares the configuration, so a workdir is never resumed
 with another model, method or seed.
+
+A checkpoint that cannot be read back (a disk that filled up, a copy cut
+short, files deleted) is moved aside to `checkpoints_damaged/` with a
+warning line, and the previous one is restored; with none usable the run
+stops with one line. The manager holds the workdir's lock
+(experiments/workdir_lock.py) while it is open: one writer per workdir.
 """
 
+import contextlib
 import os
-from typing import Any
+import sys
+import time
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -15,14 +24,26 @@ import orbax.checkpoint as ocp
 
 from experiments import errors
 from experiments import run_config
+from experiments import workdir_lock
+
+DAMAGED = "checkpoints_damaged"
 
 
-def manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
-  """The checkpoint manager of `workdir`/checkpoints."""
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-  )
+@contextlib.contextmanager
+def manager(workdir: str, max_to_keep: int) -> Iterator[ocp.CheckpointManager]:
+  """The checkpoint manager of `workdir`/checkpoints, with the workdir locked.
+
+  Raises:
+    UserError: if another process holds the workdir.
+  """
+  with workdir_lock.hold(workdir):
+    with ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True
+        ),
+    ) as checkpoints:
+      yield checkpoints
 
 
 def save(
@@ -47,7 +68,11 @@ def restore(
     state: Any,
     config: ml_collections.ConfigDict,
 ) -> tuple[Any, list[dict[str, Any]]]:
-  """The latest checkpoint's state and metrics; (state, []) if there is none.
+  """The newest readable checkpoint's state and metrics; (state, []) if
+  there is none.
+
+  Newer checkpoints that cannot be read are moved to `checkpoints_damaged/`
+  beside `checkpoints/`, each with a warning line on stderr.
 
   Args:
     checkpoints: the run's manager.
@@ -55,27 +80,89 @@ def restore(
     config: the run's configuration.
 
   Raises:
-    ValueError: if the checkpointed run had a different configuration.
+    UserError: if the checkpointed run had a different configuration, or
+      no checkpoint can be read (then nothing is moved).
   """
-  step = checkpoints.latest_step()
-  if step is None:
-    return state, []
+  steps = sorted(checkpoints.all_steps(), reverse=True)
+  damaged = []
+  for step in steps:
+    try:
+      restored = _read(checkpoints, step, state, config)
+    except _Damaged as e:
+      damaged.append((step, e))
+      continue
+    for bad_step, error in damaged:
+      _set_aside(checkpoints, bad_step, error, step)
+    return restored
+  if damaged:
+    step, error = damaged[0]
+    raise errors.UserError(
+        f"no checkpoint in {checkpoints.directory} can be read (the newest, "
+        f"{step}: {error}); move the workdir aside to start the run over."
+    )
+  return state, []
+
+
+class _Damaged(Exception):
+  """A checkpoint's files cannot be read back (the message says why)."""
+
+
+def _read(checkpoints, step, state, config):
+  """Checkpoint `step`'s (state, history).
+
+  Raises:
+    _Damaged: if its files are missing, truncated or corrupt. Orbax and
+      TensorStore report these as JSON errors, ValueError, FileNotFoundError
+      or a bare Exception, hence the broad catch around the reads (the
+      configuration check, a user error, stays outside it).
+  """
+  try:
+    saved = checkpoints.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+    ).config
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    raise _Damaged(_first_line(e)) from e
   # The config first: another model or optimizer would not even restore.
-  saved = checkpoints.restore(
-      step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
-  ).config
-  if differences := run_config.differences(saved, config):
+  if differences := run_config.differences(
+      saved, config, source=str(checkpoints.directory)
+  ):
     raise errors.UserError(
         f"{checkpoints.directory} holds a run with another configuration "
         f"({'; '.join(differences)}). Use another workdir, or delete it."
     )
-  restored = checkpoints.restore(
-      step,
-      args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(
-              jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-          ),
-          history=ocp.args.JsonRestore(),
-      ),
-  )
+  try:
+    restored = checkpoints.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(
+                jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+            ),
+            history=ocp.args.JsonRestore(),
+        ),
+    )
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    raise _Damaged(_first_line(e)) from e
   return restored.state, list(restored.history)
+
+
+def _first_line(error: Exception) -> str:
+  # TensorStore appends its whole spec to the message.
+  text = (str(error).strip().splitlines() or [""])[0]
+  text = f"{type(error).__name__}: {text}"
+  return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _set_aside(checkpoints, step: int, error: _Damaged, usable: int) -> None:
+  """Moves damaged checkpoint `step` out of the manager's sight (kept, for a
+  look; never deleted) and says so."""
+  directory = os.fspath(checkpoints.directory)
+  aside = os.path.join(os.path.dirname(directory), DAMAGED)
+  os.makedirs(aside, exist_ok=True)
+  target = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+  os.rename(os.path.join(directory, str(step)), target)
+  checkpoints.reload()
+  print(
+      f"warning: checkpoint {step} in {directory} cannot be read ({error}); "
+      f"moved to {target}, resuming from checkpoint {usable}.",
+      file=sys.stderr, flush=True,
+  )

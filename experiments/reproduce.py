@@ -48,6 +48,7 @@ from absl import logging
 
 from experiments import cli
 from experiments import data
+from experiments import divergence
 from experiments import errors
 from experiments import grid as grid_lib
 from experiments import many_runs
@@ -56,6 +57,7 @@ from experiments import regimes
 from experiments import report
 from experiments import run_config
 from experiments import train
+from experiments import workdir_lock
 
 _GRID = flags.DEFINE_enum(
     "grid", "main", [*grid_lib.PRESETS, "regimes"],
@@ -230,7 +232,12 @@ def run_grid(grid, milestones, results_dir) -> None:
     )
     start = time.perf_counter()
     if len(group) == 1:
-      summaries = [train.train_and_evaluate(config, group[0][2], datasets[key])]
+      try:
+        summaries = [train.train_and_evaluate(config, group[0][2], datasets[key])]
+      except divergence.Diverged as e:  # The other runs go on.
+        divergence.mark(group[0][2], config, e)
+        print(f"    diverged: {e}", flush=True)
+        summaries = []
     else:
       summaries = many_runs.train_and_evaluate_many(
           [c for _, c, _ in group], [w for _, _, w in group],
@@ -269,18 +276,19 @@ def main(argv):
       else os.path.join("runs", _GRID.value)
   )
   cli.check_output_dir(results_dir, "--results_dir")
-  if _FROM.value:
-    print(report_from(_FROM.value, results_dir))
-    print(f"Wrote {results_dir}/results.md, its plots and {packs.FILENAME}")
-    return
-  if _GRID.value == "regimes":
-    run_regimes(results_dir)
-    return
-  grid, milestones = resolve_grid()
-  os.makedirs(results_dir, exist_ok=True)
-  if not _REPORT_ONLY.value:
-    run_grid(grid, milestones, results_dir)
-  text = report.report(grid, milestones, results_dir)
+  # One grid per results folder: a second one fails here, at once.
+  with workdir_lock.hold(results_dir, "--results_dir"):
+    if _FROM.value:
+      print(report_from(_FROM.value, results_dir))
+      print(f"Wrote {results_dir}/results.md, its plots and {packs.FILENAME}")
+      return
+    if _GRID.value == "regimes":
+      run_regimes(results_dir)
+      return
+    grid, milestones = resolve_grid()
+    if not _REPORT_ONLY.value:
+      run_grid(grid, milestones, results_dir)
+    text = report.report(grid, milestones, results_dir)
   print(text)
   print(
       f"Wrote {results_dir}/results.md, test_accuracy.png, memorization.png "
