@@ -141,7 +141,12 @@ def plot_split_constant(grid, runs, path) -> bool:
   handles, labels = ax_test.get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", fontsize="small",
              ncol=min(len(labels), 8))
-  fig.suptitle(f"CDR's split constant, {', '.join(grid.configs)}")
+  summaries = [run["summary"] for found in runs.values() for run in found]
+  fig.suptitle(
+      f"{plots.describe_runs(summaries)}: CDR's split constant tau, "
+      f"{grid.num_epochs} epochs\nmean over seeds {list(grid.seeds)} per "
+      "noise setting (legend) of the best noisy-validation epoch",
+      fontsize="medium")
   fig.tight_layout(rect=(0, 0.07 * -(-len(labels) // 8), 1, 1))
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)

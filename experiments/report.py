@@ -28,22 +28,37 @@ def finished_runs(grids, results_dir) -> dict[packs.Run, dict]:
 
   A workdir is the run's own output, so it wins over a packed copy; runs
   packed but outside `grids` stay (a narrower --methods keeps the others).
+  A diverged run is packed as its divergence record (`"diverged"`, no
+  summary), so that the tables made from the pack alone still say so.
   """
   _, runs = packs.read(packs.path(results_dir))
   for grid in grids:
     for run in grid_lib.runs(grid):
-      record = packs.read_workdir(run, grid_lib.run_dir(results_dir, *run))
+      workdir = grid_lib.run_dir(results_dir, *run)
+      record = packs.read_workdir(run, workdir)
+      if record is None and (marker := divergence.marked(workdir)):
+        record = {"run": list(run), "diverged": marker}
       if record is not None:
         runs[run] = record
   return runs
 
 
+def _diverged(grid, runs) -> dict[tuple, int]:
+  """Diverged runs of the grid by (config, noise type, rate, method)."""
+  counts: dict[tuple, int] = {}
+  for run in grid_lib.runs(grid):
+    if "diverged" in runs.get(run, {}):
+      counts[run[:-1]] = counts.get(run[:-1], 0) + 1
+  return counts
+
+
 def by_cell(grid, runs) -> dict[tuple, list[dict[str, Any]]]:
-  """The grid's finished runs by (config, noise type, rate, method), in seed order."""
+  """The grid's finished runs by (config, noise type, rate, method), in seed
+  order (not the diverged ones: they have no summary)."""
   cells = {}
   for run in grid_lib.runs(grid):
     found = cells.setdefault(run[:-1], [])
-    if run in runs:
+    if "summary" in runs.get(run, {}):
       found.append(runs[run])
   return cells
 
@@ -233,8 +248,7 @@ def write_report(header, runs, results_dir) -> str:
   used = grid_lib.lr_milestones(
       first_config, grid.num_epochs, milestones, grid.scale_milestones
   )
-  text = markdown_report(grid, used, cells,
-                         divergence.count(grid, results_dir))
+  text = markdown_report(grid, used, cells, _diverged(grid, runs))
   atomic.write_atomic(
       os.path.join(results_dir, "results.md"),
       f"# Results: {header['name']}"

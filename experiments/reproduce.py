@@ -165,7 +165,7 @@ def is_finished(workdir: str, config, packed=None) -> bool:
     summary = marker  # Diverged: training it again would diverge again.
   elif packed is not None:
     pack_path, record = packed
-    summary = record["summary"]
+    summary = record.get("summary") or record["diverged"]
     workdir = f"{pack_path} (run {' '.join(map(str, record['run']))})"
   else:
     return False

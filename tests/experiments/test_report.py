@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import divergence
 from experiments import errors
 from experiments import grid as grid_lib
 from experiments import methods
@@ -269,3 +270,22 @@ def test_a_note_in_the_pack_stays_in_the_title(tmp_path):
   first = (tmp_path / "results.md").read_text().splitlines()[0]
   assert first == f"# Results: {tmp_path.name} (runs of abc123)"
   assert packs.read_header(str(tmp_path / packs.FILENAME))["note"] == "runs of abc123"
+
+
+def test_a_diverged_run_is_packed_and_still_reported(tmp_path):
+  """No summary, but its divergence record: the table from the pack alone
+  says 'diverged', and the grid does not train it again."""
+  g = grid_lib.Grid(("fashion_mnist_mlp_memorize",), ("symmetric",), (0.4,),
+                    ("ce",), (0, 1), 3)
+  first, second = grid_lib.runs(g)
+  _write_workdir(tmp_path, first, _run(0, 0.5, 0.7))
+  config = grid_lib.make_config(g, second, None, {})
+  workdir = grid_lib.run_dir(str(tmp_path), *second)
+  os.makedirs(workdir)
+  divergence.mark(workdir, config, divergence.Diverged("boom", 2, 14))
+  text = report.report(g, None, str(tmp_path))
+  assert "| ce | 70.00 (n=1), diverged |" in text
+  shutil.rmtree(tmp_path / "runs")
+  assert report.report(g, None, str(tmp_path)) == text
+  _, packed = packs.read(str(tmp_path / packs.FILENAME))
+  assert reproduce.is_finished(workdir, config, ("p", packed[second]))
