@@ -36,7 +36,7 @@ def manager(workdir: str, max_to_keep: int) -> Iterator[ocp.CheckpointManager]:
   Raises:
     UserError: if another process holds the workdir.
   """
-  with workdir_lock.hold(workdir):
+  with workdir_lock.hold(workdir, primary=jax.process_index() == 0):
     with ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), "checkpoints"),
         options=ocp.CheckpointManagerOptions(

@@ -36,19 +36,23 @@ def _holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def hold(directory: str, what: str = "workdir") -> Iterator[None]:
+def hold(
+    directory: str, what: str = "workdir", primary: bool = True
+) -> Iterator[None]:
   """Holds the exclusive lock of `directory` (created if needed).
 
   Args:
     directory: the run's workdir or the grid's results folder.
     what: how the error line names it ("--workdir", "--results_dir", ...).
+    primary: whether this process writes for the run; in a multi-process
+      run only process 0 does (and holds the lock), the others pass False.
 
   Raises:
     UserError: if another process holds it (this process may nest holds).
   """
   os.makedirs(directory, exist_ok=True)
   key = os.path.realpath(directory)
-  if key in _HELD:  # This process holds it already (main, then the loop).
+  if not primary or key in _HELD:  # This process holds it already (main, then the loop).
     yield
     return
   path = os.path.join(directory, LOCK_NAME)

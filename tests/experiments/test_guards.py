@@ -250,6 +250,14 @@ def test_a_stale_lock_file_is_free_and_this_process_may_nest(tmp_path):
   with workdir_lock.hold(str(tmp_path)):
     with workdir_lock.hold(str(tmp_path)):  # main, then the training loop
       pass
+  proc = _holder_process(str(tmp_path))
+  try:  # Processes other than 0 of a multi-process run write nothing.
+    with workdir_lock.hold(str(tmp_path), primary=False):
+      pass
+  finally:
+    proc.kill()
+    proc.wait()
+  with workdir_lock.hold(str(tmp_path)):
     with open(tmp_path / workdir_lock.LOCK_NAME) as f:
       assert f.read() == f"{os.getpid()}\n"
 
