@@ -28,58 +28,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from experiments import inception_resnet_v2
+from experiments import pretrained
+from experiments import torch_layers
 from experiments.matmul_conv import conv_as_matmul
 
-# PyTorch's default kernel init, kaiming_uniform(a=sqrt(5)), is uniform with
-# bound 1/sqrt(fan_in), i.e. variance 1/(3 fan_in).
-_kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-
-
-def _bias_init(fan_in: int) -> Callable:
-  """PyTorch's default bias init: uniform in +-1/sqrt(fan_in)."""
-  bound = 1.0 / math.sqrt(fan_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
-
-
-def _linear(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
-  return nnx.Linear(
-      in_features,
-      out_features,
-      kernel_init=_kernel_init,
-      bias_init=_bias_init(in_features),
-      rngs=rngs,
-  )
-
-
-def _conv(
-    in_features: int,
-    out_features: int,
-    kernel: int,
-    rngs: nnx.Rngs,
-    *,
-    stride: int = 1,
-    padding: int = 0,
-    use_bias: bool = True,
-    impl: Callable = jax.lax.conv_general_dilated,
-) -> nnx.Conv:
-  # Explicit symmetric padding, as torch: flax's "SAME" pads stride-2 convs
-  # asymmetrically, which shifts every downsampled feature map by a pixel.
-  return nnx.Conv(
-      in_features,
-      out_features,
-      (kernel, kernel),
-      strides=stride,
-      padding=((padding, padding), (padding, padding)),
-      use_bias=use_bias,
-      kernel_init=_kernel_init,
-      bias_init=_bias_init(in_features * kernel * kernel),
-      rngs=rngs,
-      conv_general_dilated=impl,
-  )
+_linear = torch_layers.linear
+_conv = torch_layers.conv
+_batch_norm = torch_layers.batch_norm
 
 
 def _max_pool2(x: jax.Array) -> jax.Array:
@@ -155,11 +111,6 @@ class MLP(nnx.Module):
     return self.head(x)
 
 
-def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  # torch's BatchNorm2d(momentum=0.1) keeps 0.9 of the running average.
-  return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
-
-
 class _Shortcut(nnx.Module):
   """Identity, or a 1x1 strided projection + BatchNorm when the shape changes."""
 
@@ -222,7 +173,12 @@ class Bottleneck(nnx.Module):
 
 
 class ResNet(nnx.Module):
-  """CIFAR-style ResNet: 3x3 stem, four stages (64..512 features), no max-pool."""
+  """ResNet: a stem, then four stages (64..512 features) of `block`.
+
+  The stem is CIFAR-style (3x3, stride 1, no max-pool) by default; with
+  `imagenet_stem` it is torchvision's (7x7 stride 2, then a 3x3 stride-2
+  max-pool) and the network is initialized as torchvision's.
+  """
 
   def __init__(
       self,
@@ -231,12 +187,18 @@ class ResNet(nnx.Module):
       input_shape: Sequence[int] = (32, 32, 3),
       num_classes: int = 10,
       *,
+      imagenet_stem: bool = False,
       rngs: nnx.Rngs,
   ):
-    # Padding 0, as the reference code's first conv (xiaoboxia/CDR resnet.py
-    # l.69, commit 6665a8b; 28x28 -> 26x26,
-    # 32x32 -> 30x30); the usual CIFAR ResNet pads by 1.
-    self.stem_conv = _conv(input_shape[-1], 64, 3, rngs, use_bias=False)
+    self.imagenet_stem = imagenet_stem
+    if imagenet_stem:
+      self.stem_conv = _conv(input_shape[-1], 64, 7, rngs, stride=2,
+                             padding=3, use_bias=False)
+    else:
+      # Padding 0, as the reference code's first conv (xiaoboxia/CDR
+      # resnet.py l.69, commit 6665a8b; 28x28 -> 26x26, 32x32 -> 30x30); the
+      # usual CIFAR ResNet pads by 1.
+      self.stem_conv = _conv(input_shape[-1], 64, 3, rngs, use_bias=False)
     self.stem_bn = _batch_norm(64, rngs)
     blocks = []
     in_features = 64
@@ -248,9 +210,20 @@ class ResNet(nnx.Module):
         in_features = features * block.expansion
     self.blocks = nnx.List(blocks)
     self.head = _linear(in_features, num_classes, rngs)
+    if imagenet_stem:
+      # torchvision resnet.py: kaiming_normal_(mode="fan_out",
+      # nonlinearity="relu") for every conv (BatchNorm 1 and 0, the Linear
+      # torch's default, as here).
+      init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+      for _, module in nnx.iter_modules(self):
+        if isinstance(module, nnx.Conv):
+          module.kernel[...] = init(rngs.params(), module.kernel[...].shape)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = nnx.relu(self.stem_bn(self.stem_conv(x), use_running_average=not train))
+    if self.imagenet_stem:
+      # torch's MaxPool2d(3, 2, padding=1) pads with -inf.
+      x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for block in self.blocks:
       x = block(x, train=train)
     return self.head(jnp.mean(x, axis=(1, 2)))
@@ -261,7 +234,16 @@ _RESNETS = {
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
 }
-MODELS = ("lenet5", "mlp", *_RESNETS)
+# At ImageNet resolutions: torchvision's ResNet-50 (224 px) and
+# Inception-ResNet-v2 (299 px).
+_IMAGENET_MODELS = ("resnet50_imagenet", "inception_resnet_v2")
+MODELS = ("lenet5", "mlp", *_RESNETS, *_IMAGENET_MODELS)
+# Each model's last layer, which a pretrained start re-initializes: `head`
+# but for LeNet-5's `fc3`.
+_CLASSIFIERS = {"lenet5": "fc3"}
+# Compute dtypes (`network`'s `dtype`): bfloat16 for accelerators' matrix
+# units; on CPU it runs, slowly.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def create_model(
@@ -294,6 +276,13 @@ def create_model(
   if name in _RESNETS:
     block, stage_sizes = _RESNETS[name]
     return ResNet(block, stage_sizes, input_shape, num_classes, rngs=rngs)
+  if name == "resnet50_imagenet":
+    block, stage_sizes = _RESNETS["resnet50"]
+    return ResNet(block, stage_sizes, input_shape, num_classes,
+                  imagenet_stem=True, rngs=rngs)
+  if name == "inception_resnet_v2":
+    return inception_resnet_v2.InceptionResNetV2(
+        input_shape, num_classes, rngs=rngs)
   raise ValueError(f"Unknown model {name!r}; expected one of {MODELS}.")
 
 
@@ -324,6 +313,8 @@ def network(
     input_shape: Sequence[int],
     num_classes: int,
     mlp_hidden: Sequence[int] = (1024, 1024),
+    dtype: str = "float32",
+    init_checkpoint: str | None = None,
 ) -> Network:
   """The model `name` as pure functions over plain nested-dict parameters.
 
@@ -336,20 +327,35 @@ def network(
     input_shape: (height, width, channels) of one image.
     num_classes: number of outputs.
     mlp_hidden: hidden layer widths of "mlp".
+    dtype: one of `DTYPES`, the layers' compute dtype. Parameters and
+      BatchNorm statistics are float32 whatever it is (so are the gradients,
+      the optimizer state and CDR's scores), and so are the logits.
+    init_checkpoint: a file or directory of pretrained weights
+      (experiments/pretrained.py): every `init` starts from them, the
+      classifier excepted. Read and checked here, before any training.
 
   Returns:
     The network's init and apply functions.
+
+  Raises:
+    UserError: if `init_checkpoint` cannot be read or does not fit the model.
   """
   def build(key):
-    return create_model(
+    model = create_model(
         name,
         input_shape=input_shape,
         num_classes=num_classes,
         rngs=nnx.Rngs(params=key),
         mlp_hidden=mlp_hidden,
     )
+    if dtype != "float32":
+      # The layers cast their inputs and float32 parameters to `dtype`;
+      # BatchNorm still reduces in float32 (force_float32_reductions).
+      model.set_attributes(nnx.Conv, nnx.Linear, nnx.BatchNorm,
+                           dtype=DTYPES[dtype])
+    return model
 
-  graphdef, _, _ = nnx.split(
+  graphdef, abstract_params, abstract_stats = nnx.split(
       nnx.eval_shape(lambda: build(jax.random.key(0))), nnx.Param, nnx.BatchStat
   )
 
@@ -357,9 +363,17 @@ def network(
     _, params, batch_stats = nnx.split(build(key), nnx.Param, nnx.BatchStat)
     return NetworkState(nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats))
 
+  if init_checkpoint is not None:
+    init = pretrained.starting_from(init, pretrained.load(
+        init_checkpoint, name,
+        NetworkState(nnx.to_pure_dict(abstract_params),
+                     nnx.to_pure_dict(abstract_stats)),
+        classifier=_CLASSIFIERS.get(name, "head")))
+
   def apply(params, batch_stats, images, *, train: bool):
     model = nnx.merge(graphdef, params, batch_stats)
     logits = model(images, train=train)
-    return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+    return (logits.astype(jnp.float32),
+            nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
   return Network(init=init, apply=apply)
