@@ -147,6 +147,8 @@ def build_method(
           input_shape=image_shape,
           num_classes=num_classes,
           mlp_hidden=config.mlp_hidden,
+          dtype=config.dtype,
+          init_checkpoint=config.init_checkpoint,
       ),
       num_classes=num_classes,
       num_train=num_train,

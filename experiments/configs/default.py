@@ -31,9 +31,17 @@ FIELDS = {
     # A seeded, class-balanced subset of this many training examples (before
     # the noise and the split); None = the whole training set.
     "num_train_examples": schema.Int(None, 2, optional=True),
-    # Model: lenet5 | mlp | resnet18 | resnet34 | resnet50.
+    # Model: lenet5 | mlp | resnet18 | resnet34 | resnet50 (CIFAR stem) |
+    # resnet50_imagenet | inception_resnet_v2 (experiments/models.py).
     "model": schema.Str("lenet5", models.MODELS),
     "mlp_hidden": schema.Ints((1024, 1024), 1, min_len=1),
+    # Compute dtype of the model's layers; parameters, optimizer state, CDR's
+    # scores, BatchNorm statistics, logits and losses stay float32.
+    "dtype": schema.Str("float32", models.DTYPES, backfill=True),
+    # Start from these weights instead of a random initialization: a
+    # torchvision ResNet state dict (.pth) or an orbax checkpoint of one of
+    # our runs (experiments/pretrained.py); the classifier starts afresh.
+    "init_checkpoint": schema.Str(None, optional=True, backfill=True),
     # Method: a name of experiments/methods (REGISTRY); its arguments are
     # method_args.<name>, e.g. --config.method_args.cdr_ref.tau=0.3.
     "method": schema.Str("cdr_ref", lambda: tuple(methods.REGISTRY)),
