@@ -44,8 +44,12 @@ PY
 echo "== import and smoke test"
 cd "$work/src"
 "$py" -c "import optax_cdr, experiments.train, experiments.reproduce"
-"$py" -m pytest -q -x -p no:cacheprovider \
-  tests/library/test_cdr.py tests/library/test_doctests.py \
+# The library against the API it uses (optax: schedules, inject_hyperparams,
+# MultiSteps, chains; flax: nnx.Optimizer, linen TrainState; its docstring
+# examples), one training run end to end with resumption (orbax, a tiny
+# dataset), and the report's packs and plots (matplotlib): a few minutes.
+"$py" -m pytest -q -x -p no:cacheprovider tests/library/test_doctests.py \
+  tests/library/test_cdr.py -k "not test_matches_numpy_reference and not test_property" \
   tests/experiments/test_train.py::test_end_to_end_and_resume_after_interruption \
-  tests/experiments/test_methods.py
+  tests/experiments/test_report.py
 [ -z "${KEEP:-}" ] || echo "venv kept in $work/venv"
