@@ -52,24 +52,30 @@ def save(
     state: Any,
     history: list[dict[str, Any]],
     config: ml_collections.ConfigDict,
+    position: dict[str, Any] | None = None,
 ) -> None:
-  checkpoints.save(
-      epoch,
-      args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state),
-          history=ocp.args.JsonSave(history),
-          config=ocp.args.JsonSave(run_config.as_dict(config)),
-      ),
+  """Saves checkpoint `epoch` (the grain path numbers them by step instead).
+
+  `position` (JSON) says where in an epoch a mid-epoch checkpoint was taken:
+  the epoch, its steps done and the data iterator's state.
+  """
+  items = dict(
+      state=ocp.args.StandardSave(state),
+      history=ocp.args.JsonSave(history),
+      config=ocp.args.JsonSave(run_config.as_dict(config)),
   )
+  if position is not None:
+    items["position"] = ocp.args.JsonSave(position)
+  checkpoints.save(epoch, args=ocp.args.Composite(**items))
 
 
 def restore(
     checkpoints: ocp.CheckpointManager,
     state: Any,
     config: ml_collections.ConfigDict,
-) -> tuple[Any, list[dict[str, Any]]]:
-  """The newest readable checkpoint's state and metrics; (state, []) if
-  there is none.
+) -> tuple[Any, list[dict[str, Any]], dict[str, Any] | None]:
+  """The newest readable checkpoint's state, metrics and mid-epoch position
+  (or None); (state, [], None) if there is none.
 
   Newer checkpoints that cannot be read are moved to `checkpoints_damaged/`
   beside `checkpoints/`, each with a warning line on stderr.
@@ -100,7 +106,7 @@ def restore(
         f"no checkpoint in {checkpoints.directory} can be read (the newest, "
         f"{step}: {error}); move the workdir aside to start the run over."
     )
-  return state, []
+  return state, [], None
 
 
 class _Damaged(Exception):
@@ -108,7 +114,7 @@ class _Damaged(Exception):
 
 
 def _read(checkpoints, step, state, config):
-  """Checkpoint `step`'s (state, history).
+  """Checkpoint `step`'s (state, history, position).
 
   Raises:
     _Damaged: if its files are missing, truncated or corrupt. Orbax and
@@ -140,9 +146,14 @@ def _read(checkpoints, step, state, config):
             history=ocp.args.JsonRestore(),
         ),
     )
+    position = None
+    if "position" in checkpoints.item_metadata(step):
+      position = checkpoints.restore(
+          step, args=ocp.args.Composite(position=ocp.args.JsonRestore())
+      ).position
   except Exception as e:  # pylint: disable=broad-exception-caught
     raise _Damaged(_first_line(e)) from e
-  return restored.state, list(restored.history)
+  return restored.state, list(restored.history), position
 
 
 def _first_line(error: Exception) -> str:

@@ -88,19 +88,26 @@ def accuracy_metrics(
     The last two are None without mislabeled examples.
   """
   train = preds["train"]
-  flipped = data.train_labels != data.train_clean_labels
+  clean = data.train_clean_labels
+  # Real-noise datasets verify only some labels: negative codes are unknown
+  # (-1) or known wrong without the right class (-2, a mislabeled example).
+  flipped = (data.train_labels != clean) & (clean != -1)
+  named = flipped & (clean >= 0)
   mean = lambda x: float(np.mean(x)) if x.size else None
-  return {
+  val_known = data.val_clean_labels >= 0
+  metrics = {
       "train_acc": mean(train == data.train_labels),
-      "train_clean_acc": mean(train == data.train_clean_labels),
+      "train_clean_acc": mean(train[clean >= 0] == clean[clean >= 0]),
       "memorization": mean(train[flipped] == data.train_labels[flipped]),
-      "mislabeled_correct": mean(
-          train[flipped] == data.train_clean_labels[flipped]
-      ),
+      "mislabeled_correct": mean(train[named] == clean[named]),
       "val_acc": mean(preds["val"] == data.val_labels),
-      "val_clean_acc": mean(preds["val"] == data.val_clean_labels),
+      "val_clean_acc": mean(
+          preds["val"][val_known] == data.val_clean_labels[val_known]),
       "test_acc": mean(preds["test"] == data.test_labels),
   }
+  for name, (_, labels) in data.extra_tests.items():
+    metrics[f"{name}_acc"] = mean(preds[name] == labels)
+  return metrics
 
 
 def summarize(
@@ -139,6 +146,9 @@ def summarize(
       "noise_rate": config.noise_rate,
       "seed": config.seed,
       "realized_noise_rate": data.realized_rate,
+      # Which set selected the reported epoch (real-noise datasets may
+      # select on their clean validation list).
+      "selected_on": data.selected_on,
       # The small-loss methods' oracle forget rate (methods.Context).
       "corruption_rate": data.corruption_rate,
       "batch_sizes": batch_sizes or {"train": config.batch_size},

@@ -115,7 +115,7 @@ def train_and_evaluate_many(
 
   bests = _stack([train.initial_best(e, s) for e, s in zip(exps, states)])
   with ckpt.manager(group_dir, group.checkpoints_to_keep) as checkpoints:
-    (state, bests), saved = ckpt.restore(checkpoints, (state, bests), group)
+    (state, bests), saved, _ = ckpt.restore(checkpoints, (state, bests), group)
     histories = saved or [[] for _ in configs]
     first_epoch = len(histories[0]) + 1
     for epoch in range(first_epoch, group.num_epochs + 1):

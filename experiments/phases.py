@@ -71,3 +71,11 @@ def phase_plans(
 def plan_at(plans: tuple[PhasePlan, ...], epoch: int) -> PhasePlan:
   """The plan of the phase of 1-based `epoch`."""
   return next(p for p in plans if p.first_epoch <= epoch <= p.last_epoch)
+
+
+def calls_from(plan: PhasePlan, start: int, steps_per_call: int) -> list[int]:
+  """Steps per call of the rest of an epoch from its step `start` (a run
+  resumed mid-epoch, possibly under another steps_per_call)."""
+  if start == 0:
+    return plan.calls
+  return _calls(steps_per_call, plan.steps_per_epoch - start)

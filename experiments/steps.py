@@ -54,6 +54,18 @@ class TrainArrays(NamedTuple):
   is_clean: jax.Array
 
 
+class FedBatch(NamedTuple):
+  """One batch as it reaches the step: uint8 images (already augmented where
+  the input path augments), noisy labels, dataset indices, and whether each
+  label is the true one (for the label precision only; a method never sees
+  it). The grain path feeds these from the host."""
+
+  images: jax.Array
+  labels: jax.Array
+  indices: jax.Array
+  is_clean: jax.Array
+
+
 # A step may return this metric: a bool (B,) mask of the examples it trained
 # on. The loop turns it into the epoch's selected fraction and label precision.
 SELECTED = "selected"
@@ -65,7 +77,10 @@ def additive_metrics(metrics: dict, is_clean: jax.Array) -> dict:
   if SELECTED in metrics:
     selected = metrics.pop(SELECTED)
     metrics["selected_count"] = jnp.sum(selected)
-    metrics["selected_clean_count"] = jnp.sum(selected & is_clean)
+    # is_clean may be int8 with -1 for labels nobody verified (real noise):
+    # the precision is over the selected examples whose status is known.
+    metrics["selected_clean_count"] = jnp.sum(selected & (is_clean == 1))
+    metrics["selected_known_count"] = jnp.sum(selected & (is_clean >= 0))
   return metrics
 
 
@@ -75,10 +90,11 @@ def epoch_means(totals: dict, steps: int, batch_size: int) -> dict[str, float]:
   totals = {k: float(v) for k, v in totals.items()}
   selected = totals.pop("selected_count", None)
   clean = totals.pop("selected_clean_count", None)
+  known = totals.pop("selected_known_count", None)
   means = {k: v / steps for k, v in totals.items()}
   if selected is not None:
     means["selected_fraction"] = selected / (steps * batch_size)
-    means["label_precision"] = clean / selected if selected else None
+    means["label_precision"] = clean / known if known else None
   return means
 
 
@@ -120,25 +136,18 @@ def make_train_steps(
   (experiments/many_runs.py).
   """
   batch_sharding = NamedSharding(mesh, P("data"))
+  step = _make_step(train_step, spec, steps_per_epoch, first_step, first_epoch)
 
   def one_step(state: LoopState, totals, arrays: TrainArrays, perm, augment_key):
-    in_phase = state.step - first_step
-    start = (in_phase % steps_per_epoch) * batch_size
+    start = ((state.step - first_step) % steps_per_epoch) * batch_size
     indices = lax.dynamic_slice_in_dim(perm, start, batch_size)
     indices = lax.with_sharding_constraint(indices, batch_sharding)
     x = arrays.images[indices]
     if spec.augment:
       x = augment.random_crop_flip(jax.random.fold_in(augment_key, state.step), x)
-    batch = methods.Batch(
-        augment.normalize(x, spec), arrays.labels[indices], indices
-    )
-    info = methods.StepInfo(
-        state.step, first_epoch + in_phase // steps_per_epoch
-    )
-    method_state, metrics = train_step(state.method, batch, info)
-    metrics = additive_metrics(metrics, arrays.is_clean[indices])
-    totals = jax.tree.map(lambda t, m: t + m.astype(t.dtype), totals, metrics)
-    return LoopState(state.step + 1, method_state), totals
+    return step(state, totals, FedBatch(
+        x, arrays.labels[indices], indices, arrays.is_clean[indices]
+    ))
 
   def train_steps(state, totals, arrays, perm, augment_key):
     if num_steps == 1:
@@ -151,6 +160,57 @@ def make_train_steps(
     return state, totals
 
   return train_steps
+
+
+def _make_step(train_step, spec, steps_per_epoch, first_step, first_epoch):
+  """(state, totals, FedBatch) -> (state, totals): normalization, the
+  method's step and the epoch sums; the same for both input paths."""
+
+  def step(state: LoopState, totals, batch: FedBatch):
+    in_phase = state.step - first_step
+    info = methods.StepInfo(
+        state.step, first_epoch + in_phase // steps_per_epoch
+    )
+    method_state, metrics = train_step(
+        state.method,
+        methods.Batch(augment.normalize(batch.images, spec), batch.labels,
+                      batch.indices),
+        info,
+    )
+    metrics = additive_metrics(metrics, batch.is_clean)
+    totals = jax.tree.map(lambda t, m: t + m.astype(t.dtype), totals, metrics)
+    return LoopState(state.step + 1, method_state), totals
+
+  return step
+
+
+def make_fed_train_fn(
+    train_step: methods.base.TrainStep,
+    spec: DatasetSpec,
+    mesh: jax.sharding.Mesh,
+    steps_per_epoch: int,
+    num_steps: int,
+    first_step: int = 0,
+    first_epoch: int = 0,
+) -> Callable:
+  """The jitted (state, totals, batches) -> (state, totals) of the grain path.
+
+  `batches` is a `FedBatch` whose arrays have a leading axis of `num_steps`
+  (the batches of one call, sharded over 'data' along the batch axis); the
+  steps run in a `lax.scan` when there are several, as on the device path.
+  """
+  step = _make_step(train_step, spec, steps_per_epoch, first_step, first_epoch)
+
+  def train_steps(state, totals, batches: FedBatch):
+    if num_steps == 1:
+      return step(state, totals, jax.tree.map(lambda b: b[0], batches))
+    (state, totals), _ = lax.scan(
+        lambda carry, batch: (step(*carry, batch), None), (state, totals),
+        batches,
+    )
+    return state, totals
+
+  return jax.jit(train_steps, out_shardings=NamedSharding(mesh, P()))
 
 
 def make_train_fn(

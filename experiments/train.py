@@ -48,31 +48,19 @@ import tqdm
 
 from experiments import atomic
 from experiments import checkpoints as ckpt
+from experiments import distributed
+from experiments import divergence
 from experiments import errors
 from experiments import evaluation
+from experiments import feeds
 from experiments import methods
+from experiments import mid_epoch
 from experiments import models
 from experiments import phases
 from experiments import run_config
 from experiments import data as data_lib
+from experiments.data import real_noise
 from experiments import steps
-
-def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
-  """A 1-D 'data' mesh over the first `num_devices` local devices (None: all)."""
-  devices = jax.local_devices()
-  if num_devices is not None:
-    if not 1 <= num_devices <= len(devices):
-      raise errors.UserError(
-          f"num_devices={num_devices}, but {len(devices)} local devices exist."
-      )
-    devices = devices[:num_devices]
-  return jax.make_mesh(
-      (len(devices),),
-      ("data",),
-      axis_types=(jax.sharding.AxisType.Auto,),
-      devices=devices,
-  )
-
 
 def learning_rate_schedule(
     config: ml_collections.ConfigDict, steps_per_epoch: int
@@ -96,17 +84,15 @@ class Experiment(NamedTuple):
   config: ml_collections.ConfigDict
   method: methods.Method
   data: data_lib.NoisyDataset
-  # The training split for the step; `splits` (padded) for evaluation.
-  train_arrays: steps.TrainArrays
-  splits: dict[str, evaluation.DeviceSplit]
+  # How batches reach the step and splits reach evaluation (feeds.py).
+  feed: feeds.DeviceFeed | feeds.GrainFeed
+  image_shape: tuple[int, ...]  # (h, w, c) of what the step sees.
   schedule: optax.Schedule
   # At config.batch_size (the protocol's; a phase may have its own).
   steps_per_epoch: int
   plans: tuple[phases.PhasePlan, ...]
   # One compiled function per (phase, steps per call), built on first use.
   train_fns: dict[tuple[str, int], Callable]
-  make_train_fn: Callable[[phases.PhasePlan, int], Callable]
-  predict_fn: Callable
   mesh: jax.sharding.Mesh
 
 
@@ -115,6 +101,8 @@ def load_data(
     dataset: data_lib.Dataset | None = None,
 ) -> data_lib.NoisyDataset:
   """Loads the dataset (unless given) and applies the configured noise."""
+  if data_lib.get_spec(config.dataset).layout is not None:
+    return real_noise.make_folder_dataset(config)
   if dataset is None:
     dataset = data_lib.load_dataset(
         config.dataset, source=config.data_source, data_dir=config.data_dir
@@ -168,7 +156,7 @@ def setup(
 ) -> tuple[Experiment, steps.LoopState]:
   """Validates the config, loads the data, builds the method and functions."""
   run_config.validate(config)
-  mesh = make_mesh(config.num_devices)
+  mesh = distributed.make_mesh(config.num_devices)
   run_config.validate(config, mesh.devices.size)
   spec = data_lib.get_spec(config.dataset)
   data = load_data(config, dataset)
@@ -178,9 +166,10 @@ def setup(
         f"batch_size={config.batch_size} exceeds the {len(data.train_labels)} "
         "training examples."
     )
+  image_shape = feeds.image_shape(config, data, spec)
   method, state = build_method(
       config,
-      image_shape=data.train_images.shape[1:],
+      image_shape=image_shape,
       num_classes=data.num_classes,
       num_train=len(data.train_labels),
       steps_per_epoch=steps_per_epoch,
@@ -188,34 +177,16 @@ def setup(
   )
   plans = phases.phase_plans(method, config, len(data.train_labels), mesh.devices.size)
   state = jax.device_put(state, NamedSharding(mesh, P()))
-  batch = config.eval_batch_size
   experiment = Experiment(
       config=config,
       method=method,
       data=data,
-      train_arrays=jax.device_put(
-          steps.TrainArrays(
-              data.train_images, data.train_labels,
-              data.train_labels == data.train_clean_labels,
-          ),
-          NamedSharding(mesh, P()),
-      ),
-      splits={
-          name: evaluation.to_device(
-              getattr(data, f"{name}_images"), getattr(data, f"{name}_labels"),
-              batch, mesh,
-          )
-          for name in ("train", "val", "test")
-      },
+      feed=feeds.make_feed(config, data, spec, mesh, method),
+      image_shape=image_shape,
       schedule=learning_rate_schedule(config, steps_per_epoch),
       steps_per_epoch=steps_per_epoch,
       plans=plans,
       train_fns={},
-      make_train_fn=lambda plan, n: steps.make_train_fn(
-          plan.phase.train_step, spec, config, mesh, plan.steps_per_epoch, n,
-          plan.batch_size, plan.first_step, plan.first_epoch - 1,
-      ),
-      predict_fn=evaluation.make_predict_fn(method, spec, batch, mesh),
       mesh=mesh,
   )
   return experiment, state
@@ -224,7 +195,7 @@ def setup(
 def _train_fn(exp: Experiment, plan: phases.PhasePlan, num_steps: int) -> Callable:
   key = (plan.phase.name, num_steps)
   if key not in exp.train_fns:
-    exp.train_fns[key] = exp.make_train_fn(plan, num_steps)
+    exp.train_fns[key] = exp.feed.make_train_fn(plan, num_steps)
   return exp.train_fns[key]
 
 
@@ -238,32 +209,58 @@ def _progress_bar(config, epoch: int, total: int) -> tqdm.tqdm:
   )
 
 
-def train_epoch(
-    exp: Experiment, state: steps.LoopState, epoch: int
-) -> tuple[steps.LoopState, dict[str, Any]]:
-  """Runs one (1-based) epoch; returns the state and the epoch's mean metrics."""
-  config = exp.config
-  learning_rate = float(exp.schedule(int(state.step)))
+def zero_totals(exp: Experiment, state: steps.LoopState, epoch: int):
+  """The epoch's metric sums before its first step."""
   plan = phases.plan_at(exp.plans, epoch)
-  arrays = exp.train_arrays
-  perm = jax.device_put(
-      steps.epoch_permutation(config.seed, epoch, len(arrays.labels)),
-      NamedSharding(exp.mesh, P()),
-  )
-  totals = steps.zero_metrics(
-      plan.phase.train_step, state.method, arrays.images.shape[1:], config,
+  return steps.zero_metrics(
+      plan.phase.train_step, state.method, exp.image_shape, exp.config,
       plan.batch_size,
   )
+
+
+def train_epoch(
+    exp: Experiment,
+    state: steps.LoopState,
+    epoch: int,
+    resume: dict[str, Any] | None = None,
+    after_call: Callable | None = None,
+) -> tuple[steps.LoopState, dict[str, Any]]:
+  """Runs one (1-based) epoch; returns the state and the epoch's mean metrics.
+
+  `resume` continues an epoch from a mid-epoch checkpoint (its position
+  and running sums); `after_call(state, totals, position)` runs after every
+  compiled call (the grain path's mid-epoch checkpoints).
+  """
+  config = exp.config
+  plan = phases.plan_at(exp.plans, epoch)
+  start = resume["step_in_epoch"] if resume else 0
+  epoch_start = plan.first_step + (epoch - plan.first_epoch) * plan.steps_per_epoch
+  learning_rate = float(exp.schedule(epoch_start))
+  totals = resume["totals"] if resume else zero_totals(exp, state, epoch)
+  calls = exp.feed.epoch_calls(plan, epoch, start,
+                               resume["iterator"] if resume else None)
+  begin, done = time.perf_counter(), start
   with _progress_bar(config, epoch, plan.steps_per_epoch) as bar:
-    for num_steps in plan.calls:
-      fn = _train_fn(exp, plan, num_steps)
-      state, totals = fn(state, totals, arrays, perm)
+    bar.update(start)
+    for num_steps, args in calls:
+      state, totals = _train_fn(exp, plan, num_steps)(state, totals, *args)
+      done += num_steps
       bar.update(num_steps)
+      rate = (done - start) * plan.batch_size / (time.perf_counter() - begin)
+      bar.set_postfix(img_s=f"{rate:.0f}",
+                      wait=f"{calls.input_wait_s / (time.perf_counter() - begin):.0%}")
+      if after_call is not None and done < plan.steps_per_epoch:
+        after_call(state, totals, {
+            "epoch": epoch, "step_in_epoch": done, "step": epoch_start + done,
+            "num_steps": num_steps, "iterator": calls.state})
   record = {"epoch": epoch, "step": int(state.step), "phase": plan.phase.name,
             "learning_rate": learning_rate}
   record.update(steps.epoch_means(
       jax.device_get(totals), plan.steps_per_epoch, plan.batch_size
   ))
+  elapsed = time.perf_counter() - begin
+  record["images_per_s"] = (done - start) * plan.batch_size / elapsed
+  record["input_wait"] = calls.input_wait_s / elapsed
   return state, record
 
 
@@ -303,26 +300,16 @@ def hand_over(
 
 def evaluate(exp: Experiment, state: steps.LoopState) -> dict[str, float | None]:
   """Accuracies on every split and the memorization rate."""
-  preds = {
-      name: np.argmax(
-          evaluation.predict_split(
-              exp.predict_fn, state.method, split, exp.config.eval_batch_size
-          ),
-          -1,
-      )
-      for name, split in exp.splits.items()
-  }
+  preds = {name: np.argmax(exp.feed.predict(name, state.method), -1)
+           for name in exp.feed.splits}
   return evaluation.accuracy_metrics(preds, exp.data)
 
 
 def epoch_view(exp: Experiment) -> methods.EpochView:
   """What the method's end_epoch hook may see of the training split."""
-  split = exp.splits["train"]
   return methods.EpochView(
       train_labels=exp.data.train_labels,
-      predict_train=lambda method_state: evaluation.predict_split(
-          exp.predict_fn, method_state, split, exp.config.eval_batch_size
-      ),
+      predict_train=lambda method_state: exp.feed.predict("train", method_state),
   )
 
 
@@ -344,16 +331,25 @@ def train_and_evaluate(
     early because of `config.stop_after_epochs`.
   """
   exp, state = setup(config, dataset)
-  os.makedirs(workdir, exist_ok=True)
-  atomic.write_json(os.path.join(workdir, "config.json"), run_config.as_dict(config))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  with ckpt.manager(workdir, config.checkpoints_to_keep) as checkpoints:
-    (state, best), history = ckpt.restore(
+  with (ckpt.manager(workdir, config.checkpoints_to_keep) as checkpoints,
+        mid_epoch.manager(workdir) as mid_checkpoints):
+    (state, best), history, _ = ckpt.restore(
         checkpoints, (state, initial_best(exp, state)), config
     )
-    if history:
+    # Once the workdir is ours and holds this run (or none).
+    atomic.write_json(os.path.join(workdir, "config.json"), run_config.as_dict(config))
+    resume = mid_epoch.restore(mid_checkpoints, (state, best), config,
+                               len(history))
+    if resume:
+      (state, best), resume = resume
+      print(f"Resumed at step {resume['step_in_epoch']} of epoch "
+            f"{resume['epoch']} in {workdir}.", flush=True)
+    elif history:
       print(f"Resumed after epoch {len(history)} in {workdir}.", flush=True)
     atomic.write_jsonl(metrics_path, history)
+    saver = (mid_epoch.Saver(mid_checkpoints, config.checkpoint_every_steps,
+                             config) if config.checkpoint_every_steps else None)
     first_epoch = len(history) + 1
     for epoch in range(first_epoch, config.num_epochs + 1):
       if epoch - first_epoch == config.stop_after_epochs:
@@ -361,7 +357,12 @@ def train_and_evaluate(
         print(f"Stopped after epoch {epoch - 1} (stop_after_epochs).", flush=True)
         return None
       start = time.perf_counter()
-      state, record = train_epoch(exp, state, epoch)
+      if saver:
+        saver.best, saver.history = best, history
+      watch = divergence.Watch(saver.after_call if saver else None)
+      state, record = train_epoch(exp, state, epoch, resume, watch.after_call)
+      watch.check(state, record)  # Before anything of the epoch is saved.
+      resume = None
       if exp.method.end_epoch is not None:
         state = state._replace(
             method=exp.method.end_epoch(state.method, epoch, epoch_view(exp))

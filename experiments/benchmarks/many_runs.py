@@ -37,6 +37,7 @@ import numpy as np
 
 from experiments import atomic
 from experiments import data
+from experiments import distributed
 from experiments import models
 from experiments import steps
 from experiments import train
@@ -117,7 +118,7 @@ def _timer(model: str, num_runs: int, mesh, *, vmapped: bool = True,
 
 def main(argv):
   del argv
-  mesh = train.make_mesh(None)
+  mesh = distributed.make_mesh(None)
   counts = [int(r) for r in _RUNS.value]
   report = {"device": str(jax.devices()[0]), "method": _METHOD.value,
             "steps": _STEPS.value, "steps_per_call": _STEPS_PER_CALL.value,

@@ -38,6 +38,7 @@ import numpy as np
 
 from experiments import atomic
 from experiments import data
+from experiments import distributed
 from experiments import steps
 from experiments import train
 from experiments.configs import default
@@ -159,7 +160,7 @@ def time_epochs(mesh_devices: int | None) -> dict[str, dict[str, float]]:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint.
-  mesh = train.make_mesh(None)
+  mesh = distributed.make_mesh(None)
   report = {
       "devices": [str(d) for d in mesh.devices.flat],
       "rounds": _ROUNDS.value,

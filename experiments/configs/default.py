@@ -15,7 +15,9 @@ from experiments.data import noise
 
 # Every field: its default and what it accepts (experiments/schema.py). The
 # method's own hyperparameters are in method_args.<name>, declared by each
-# method module the same way.
+# method module the same way. A field added later says `backfill=True` when
+# its default is what runs saved before it did (they then resume; without
+# the flag they are refused with one line naming the field).
 FIELDS = {
     # Data. `data_source`: see experiments/data/loading.py; `data_dir` None
     # means the source's default location. The dataset name is checked by
@@ -24,13 +26,47 @@ FIELDS = {
     "data_source": schema.Str("auto", loading.SOURCES),
     "data_dir": schema.Str(None, optional=True),
     # Noise: symmetric | pairflip | asymmetric | instance | none.
-    "noise_type": schema.Str("instance", (*noise.NOISE_TYPES, noise.CLEAN)),
+    # "real": the labels a real-noise release ships (the folder datasets of
+    # experiments/data/folders.py), no synthetic noise.
+    "noise_type": schema.Str(
+        "instance", (*noise.NOISE_TYPES, noise.CLEAN, noise.REAL)),
     "noise_rate": schema.Real(0.4, 0.0, 1.0, high_open=True),
     # Fraction of the (noisy) training set held out for model selection.
     "val_fraction": schema.Real(0.1, 0.0, 1.0, low_open=True, high_open=True),
     # A seeded, class-balanced subset of this many training examples (before
     # the noise and the split); None = the whole training set.
-    "num_train_examples": schema.Int(None, 2, optional=True),
+    "num_train_examples": schema.Int(None, 2, optional=True, backfill=True),
+    # How batches reach the step (experiments/feeds.py): "device" puts the
+    # whole uint8 training split on the devices and gathers each batch in
+    # the compiled step (MNIST / F-MNIST / CIFAR); "grain" streams it from
+    # host memory or disk through grain, decoding and augmenting in
+    # `num_workers` processes (0: in the training process). Both give the
+    # same batches in the same order; augmentation differs (on device vs in
+    # the workers).
+    "input_pipeline": schema.Str("device", ("device", "grain"), backfill=True),
+    "num_workers": schema.Int(0, 0, 256, backfill=True),
+    # Square train crop and eval crop in pixels for the folder datasets,
+    # overriding the dataset's (eval resize scales with it); None = the
+    # dataset's own sizes (experiments/data/specs.py).
+    "image_size": schema.Int(None, 8, 1024, optional=True, backfill=True),
+    # Grain path: also checkpoint (state, the epoch's running sums and the
+    # data iterator) every this many steps, so that a run killed mid-epoch
+    # resumes at the same batch. None = at epoch ends only.
+    "checkpoint_every_steps": schema.Int(None, 1, optional=True,
+                                           backfill=True),
+    # A corrupt image met in training stops the run naming the file; with
+    # True it is replaced by the next decodable example of the epoch's order
+    # and counted in the summary.
+    "skip_corrupt_images": schema.Bool(False, backfill=True),
+    # WebVision: an ILSVRC12 validation folder with its label file, for the
+    # paper's number (its first 50 classes); None = not evaluated.
+    "imagenet_val_dir": schema.Str(None, optional=True, backfill=True),
+    # Food-101N: the Food-101 release folder its test split comes from;
+    # None = food-101/ inside or beside data_dir.
+    "food101_dir": schema.Str(None, optional=True, backfill=True),
+    # Folder datasets: draw num_train_examples class-balanced (the
+    # Clothing1M literature's subsets, e.g. DivideMix) instead of uniformly.
+    "balanced_subset": schema.Bool(False, backfill=True),
     # Model: lenet5 | mlp | resnet18 | resnet34 | resnet50 (CIFAR stem) |
     # resnet50_imagenet | inception_resnet_v2 (experiments/models.py).
     "model": schema.Str("lenet5", models.MODELS),

@@ -33,6 +33,8 @@ from experiments.data.label_sampling import NoisyLabels
 
 NOISE_TYPES = ("symmetric", "pairflip", "asymmetric", "instance")
 CLEAN = "none"
+# The labels of a real-noise release, as they are (folder datasets).
+REAL = "real"
 
 def _cifar100_map() -> dict[int, int]:
   """CIFAR-100: in each block of 5 consecutive classes, i -> next, cyclic."""

@@ -28,7 +28,8 @@ class NoisyDataset(NamedTuple):
   Attributes:
     name: canonical dataset name.
     num_classes: number of classes.
-    train_images: ``(n_train, h, w, c)`` uint8.
+    train_images: ``(n_train, h, w, c)`` uint8, or ``(n_train,)`` image
+      file paths (folder datasets, read by the grain input path).
     train_labels: ``(n_train,)`` int32 noisy labels.
     train_clean_labels: ``(n_train,)`` int32 ground truth.
     val_images: ``(n_val, h, w, c)`` uint8.
@@ -62,6 +63,10 @@ class NoisyDataset(NamedTuple):
   realized_rate: float
   transition: np.ndarray | None
   corruption_rate: float
+  # Further test sets, name -> (images, clean labels), e.g. WebVision's
+  # ILSVRC12 validation; and which set selects the reported epoch.
+  extra_tests: dict = {}
+  selected_on: str = "noisy_split"
 
 
 def split_indices(

@@ -12,7 +12,7 @@ from experiments.configs import default
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Fields that differ between two identical runs: wall-clock times.
-TIME_FIELDS = ("train_time_s", "epoch_time_s")
+TIME_FIELDS = ("train_time_s", "epoch_time_s", "images_per_s", "input_wait")
 
 
 def make_tiny_dataset(n_train=160, n_test=48, shape=(28, 28, 1), seed=0):

@@ -15,6 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments import data as data_lib
+from experiments import distributed
 from experiments import evaluation
 from experiments import steps
 from experiments import train
@@ -43,7 +44,7 @@ def _numpy_mean_ce(logits, labels):
 def test_train_step_loss_is_mean_cross_entropy_of_its_batch():
   """The logged loss is the mean CE of the batch the permutation selects."""
   config = tiny_config(method="ce")
-  mesh = train.make_mesh(1)
+  mesh = distributed.make_mesh(1)
   data = train.load_data(config, tiny_dataset())
   images, labels = data.train_images, data.train_labels
   steps_per_epoch = len(labels) // config.batch_size
@@ -282,7 +283,7 @@ def test_tfds_source_end_to_end(tmp_path):
 
 def _steps_on(num_devices, config, dataset, num_steps):
   """The network after `num_steps` steps, and test predictions, on a mesh."""
-  mesh = train.make_mesh(num_devices)
+  mesh = distributed.make_mesh(num_devices)
   replicated = NamedSharding(mesh, P())
   data = train.load_data(config, dataset)
   steps_per_epoch = len(data.train_labels) // config.batch_size
