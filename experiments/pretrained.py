@@ -157,16 +157,18 @@ def _from_orbax(path: str, model: str, expected) -> Start:
   directory = _state_directory(path)
   checkpointer = ocp.PyTreeCheckpointer()
   directory = os.path.abspath(directory)
+  not_orbax = errors.UserError(
+      f"init_checkpoint={path} is a directory but not an orbax checkpoint (a "
+      "run's workdir, one of its steps, or a saved network).")
   try:
-    # As host numpy arrays: the saved shardings need not fit this machine.
-    as_numpy = jax.tree.map(
-        lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
-        checkpointer.metadata(directory).item_metadata.tree)
-    tree = checkpointer.restore(directory, restore_args=as_numpy)
+    metadata = checkpointer.metadata(directory).item_metadata
   except (FileNotFoundError, ValueError, KeyError) as e:
-    raise errors.UserError(
-        f"init_checkpoint={path} is a directory but not an orbax checkpoint "
-        f"of our runs ({type(e).__name__}: {e}).") from e
+    raise not_orbax from e
+  if metadata is None:
+    raise not_orbax
+  # As host numpy arrays: the saved shardings need not fit this machine.
+  tree = checkpointer.restore(directory, restore_args=jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata.tree))
   networks = _networks(tree)
   if not networks:
     raise errors.UserError(

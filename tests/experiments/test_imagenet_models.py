@@ -198,11 +198,10 @@ def _compute_dtypes(net, state, input_shape):
 @pytest.mark.parametrize("name, input_shape", [
     ("lenet5", (28, 28, 1)),  # Its convolutions are matmuls (matmul_conv).
     ("resnet18", (16, 16, 3)),  # lax convolutions and BatchNorm.
-    ("inception_resnet_v2", (75, 75, 3)),
+    # Slow: its abstract build alone takes ~30 s here.
+    pytest.param("inception_resnet_v2", (75, 75, 3), marks=pytest.mark.slow),
 ])
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32(name, input_shape):
-  if name == "inception_resnet_v2":
-    pytest.skip("covered by the slow tests (its abstract build takes ~30 s)")
   net = models.network(name, input_shape=input_shape, num_classes=10,
                        dtype="bfloat16")
   state = jax.eval_shape(net.init, jax.random.key(0))
