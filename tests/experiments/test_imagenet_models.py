@@ -238,3 +238,28 @@ def test_cdr_step_in_bfloat16_is_finite_and_state_stays_float32():
   assert any(not np.array_equal(a, b) for a, b in zip(
       jax.tree.leaves(state), jax.tree.leaves(new_state))
              if a.dtype == jnp.float32)
+
+
+@pytest.mark.parametrize("name", [
+    "food101_resnet50", "clothing1m_resnet50", "cifar10n_resnet34",
+    "cifar100n_resnet34",
+    # Slow: Inception-ResNet-v2's abstract build takes ~30 s here.
+    pytest.param("webvision_mini_inception_resnet_v2", marks=pytest.mark.slow),
+])
+def test_real_noise_configs_validate_and_build(name):
+  from experiments import grid  # pylint: disable=import-outside-toplevel
+  from experiments import run_config  # pylint: disable=import-outside-toplevel
+  from experiments.configs import default  # pylint: disable=import-outside-toplevel
+  from experiments.data import specs  # pylint: disable=import-outside-toplevel
+  if name.startswith("cifar") and "label_field" not in default.FIELDS:
+    pytest.skip("config.label_field (CIFAR-N's label columns) does not exist "
+                "yet; the CIFAR-N configs set it")
+  config = grid.load_config(name)
+  run_config.validate(config)
+  spec = specs.get_spec(config.dataset) if hasattr(specs, "get_spec") else (
+      specs.SPECS[specs.canonical_name(config.dataset)])
+  shape = (spec.train_size, spec.train_size, 3)
+  net = models.network(config.model, input_shape=shape,
+                       num_classes=spec.num_classes, dtype=config.dtype)
+  state = jax.eval_shape(net.init, jax.random.key(0))
+  assert state.params["head"]["bias"].shape == (spec.num_classes,)
