@@ -14,6 +14,7 @@ learning-rate drops; the legend sits below the panels, on no curve.
 import io
 import math
 import statistics
+import textwrap
 
 import matplotlib
 
@@ -99,13 +100,16 @@ def describe_runs(summaries) -> str:
 
 
 def _seeds(grid, methods, style) -> str:
-  """'seeds [0, 1]', or which methods ran which seeds."""
+  """'seed 0', 'mean over seeds [0, 1]', or which methods ran which seeds."""
   groups: dict[tuple, list[str]] = {}
   for m in methods:
     groups.setdefault(grid.seeds_of(m), []).append(m)
   if len(groups) == 1:
-    return f"seeds {list(next(iter(groups)))}"
-  return "; ".join(
+    seeds = next(iter(groups))
+    if len(seeds) == 1:
+      return f"seed {seeds[0]}"
+    return f"mean over seeds {list(seeds)}"
+  return "mean over " + "; ".join(
       f"seeds {list(seeds)} for "
       + ("the other methods" if all(style[m]["color"] == _MUTED for m in ms)
          else ", ".join(ms))
@@ -145,8 +149,9 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
   style = styles(drawn)
   cols = min(4, len(settings))
   rows = -(-len(settings) // cols)
+  width = max(7, 4 * cols)  # inches
   fig, axes = plt.subplots(
-      rows, cols, figsize=(max(7, 4 * cols), 3 * rows + 1.6), squeeze=False,
+      rows, cols, figsize=(width, 3 * rows + 1.6), squeeze=False,
       sharex=True, layout="constrained",
   )
   legend = {}  # label -> handle, in the order of the grid's methods
@@ -189,11 +194,13 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
   summaries = [run["summary"] for found in runs.values() for run in found]
   schedule = (f"lr x0.1 from epochs {list(milestones)}" if milestones
               else "constant lr")
-  fig.suptitle(
+  title = (
       f"{describe_runs(summaries)}: {ylabel.replace(' (%)', '')} per epoch\n"
-      f"{grid.num_epochs} epochs, {schedule}; mean over "
-      f"{_seeds(grid, drawn, style)}",
-      fontsize="medium")
+      f"{grid.num_epochs} epochs, {schedule}; {_seeds(grid, drawn, style)}"
+  )
+  # About 11 characters of a medium title per inch of figure.
+  fig.suptitle("\n".join(textwrap.fill(line, 11 * width)
+                         for line in title.splitlines()), fontsize="medium")
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)

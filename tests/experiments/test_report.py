@@ -289,3 +289,32 @@ def test_a_diverged_run_is_packed_and_still_reported(tmp_path):
   assert report.report(g, None, str(tmp_path)) == text
   _, packed = packs.read(str(tmp_path / packs.FILENAME))
   assert reproduce.is_finished(workdir, config, ("p", packed[second]))
+
+
+def test_plot_styles_set_ce_and_cdr_apart():
+  table = grid_lib.PRESETS["memorize_table"]
+  style = plots.styles(list(table.methods))
+  assert [style[m]["color"] for m in ("ce", "cdr_ref", "cdr_paper")] == [
+      "black", "tab:blue", "tab:red"]
+  others = {style[m]["color"] for m in table.methods[3:]}
+  assert len(others) == 1 and others.isdisjoint(plots.STRONG.values())
+  # Few methods: each its own colour, CE and CDR still in theirs.
+  few = plots.styles(["ce", "coteaching", "cdr_ref:tau_source='anchor'"])
+  assert few["ce"]["color"] == "black"
+  assert len({s["color"] for s in few.values()}) == 3
+  # A sweep of tau: colours in the order of tau, no muted line.
+  sweep = plots.styles([f"cdr_ref:tau={t}" for t in (0.5, 0.1, 0.3)])
+  order = sorted(sweep, key=lambda m: float(m.split("=")[1]))
+  assert len({sweep[m]["color"] for m in order}) == 3
+  assert all(sweep[m]["linewidth"] > 1 for m in order)
+
+
+def test_a_figure_title_names_dataset_model_data_and_seeds():
+  summaries = [{"dataset": "fashion_mnist", "model": "mlp", "num_train": 3600,
+                "config": {"mlp_hidden": [1024, 1024]}}]
+  assert plots.describe_runs(summaries) == (
+      "Fashion-MNIST, MLP (hidden 1024-1024), 3,600 training images")
+  g = _grid(("ce", "gce"), method_seeds=(("gce", (0,)),))
+  style = plots.styles(list(g.methods))
+  assert plots._seeds(g, list(g.methods), style) == (  # pylint: disable=protected-access
+      "mean over seeds [0, 1] for ce; seeds [0] for gce")
