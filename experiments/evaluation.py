@@ -185,6 +185,9 @@ def epoch_line(record: dict[str, Any], num_epochs: int) -> str:
     if record.get(key) is not None:
       parts.append(f"{name} {record[key]:.4f}")
   parts.append(f"{record['epoch_time_s']:.1f} s")
+  if record.get("input_wait"):
+    parts.append(f"{record['images_per_s']:.0f} img/s, input wait "
+                 f"{record['input_wait']:.0%}")
   return ", ".join(parts)
 
 

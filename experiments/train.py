@@ -398,5 +398,6 @@ def finish(
     summary["method_report"] = evaluation.write_report(
         workdir, exp.method.report(jax.device_get(state.method))
     )
+  summary["skipped_images"] = getattr(exp.feed, "skipped_images", 0)
   atomic.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
