@@ -318,3 +318,18 @@ def test_a_figure_title_names_dataset_model_data_and_seeds():
   style = plots.styles(list(g.methods))
   assert plots._seeds(g, list(g.methods), style) == (  # pylint: disable=protected-access
       "mean over seeds [0, 1] for ce; seeds [0] for gce")
+
+
+def test_from_refuses_grid_flags_and_a_missing_pack(tmp_path):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    flags.FLAGS(["reproduce", "--methods=ce", "--num_epochs=3"])
+    with pytest.raises(errors.UserError, match=r"^--from takes the grid from "
+                       r"the pack; --methods, --num_epochs cannot change it\.$"):
+      reproduce.report_from(str(tmp_path / "runs.jsonl.gz"), str(tmp_path))
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["reproduce"])
+    with pytest.raises(errors.UserError, match="^--from: no such file: "):
+      reproduce.report_from(str(tmp_path / "runs.jsonl.gz"), str(tmp_path))
+  finally:
+    flags.FLAGS.unparse_flags()
