@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything optax_cdr and its experiments need on a fresh Debian
-# machine with Python 3.10+: the offline Fashion-MNIST files and the package
+# machine with Python 3.11+ (the pinned jax, numpy, scipy, ... need it; the
+# package itself allows 3.10): the offline Fashion-MNIST files and the package
 # with its experiment and test extras, at the exact versions the suite and the
 # committed results were measured with (.ci/constraints.txt; .ci/newest.sh
 # checks the newest versions instead).
