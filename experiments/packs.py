@@ -4,7 +4,8 @@ The first line is the header: the folder's name and what its report is made
 of (a grid and its learning-rate milestones, or the regime map); every other
 line is one finished run: its key (config, noise type, rate, method, seed),
 its summary (which holds the configuration it ran), its per-epoch records
-and the arrays its method reported (`<key>.npy` in the workdir).
+and the arrays its method reported (`<key>.npy` in the workdir); a run that
+diverged has its divergence record (`"diverged"`) instead of a summary.
 
 A header may carry a `note`, which the report keeps and prints in the
 title of results.md: e.g. the commit that made runs older than the code.
@@ -15,7 +16,8 @@ they go in unchanged, with no schema and no new dependency (Parquet would
 need both); `zcat runs.jsonl.gz | head -2` reads it. Runs are written in key
 order into a gzip stream with no name or time in its header, so the same
 runs are the same bytes: packing a folder again leaves git nothing to
-commit, and `reproduce --from` regenerates a folder bit for bit.
+commit, and `reproduce --from` regenerates a folder bit for bit (with the
+same zlib and, for the plots, the same matplotlib: .ci/constraints.txt).
 """
 
 import gzip
