@@ -3,7 +3,9 @@
 # Installs the package with its test extras, unpinned, into a fresh venv
 # under /tmp, prints every version that differs from .ci/constraints.txt,
 # and runs the import and a short smoke test there. Not part of CI: it
-# answers "what breaks on a fresh machine today", on any machine.
+# answers "what breaks on a fresh machine today", on any machine. "Newest"
+# is what the index pip is configured with serves (PIP_INDEX_URL and
+# PIP_EXTRA_INDEX_URL choose another).
 #
 #   bash .ci/newest.sh            # keeps nothing; exit status = the tests'
 #   KEEP=1 bash .ci/newest.sh     # keeps the venv and prints its path
