@@ -95,9 +95,7 @@ def train_and_evaluate_many(
   """
   group = group_config(configs)
   if dataset is None:
-    dataset = data_lib.load_dataset(
-        group.dataset, source=group.data_source, data_dir=group.data_dir
-    )
+    dataset = data_lib.load_configured(group)
   exps, states = zip(*(train.setup(c, dataset) for c in configs))
   lead = exps[0]
   if len({e.steps_per_epoch for e in exps}) > 1:

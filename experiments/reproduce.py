@@ -210,15 +210,13 @@ def run_grid(grid, milestones, results_dir) -> None:
         f"{results_dir}: reusing their results.",
         flush=True,
     )
-  datasets: dict[tuple, data.Dataset] = {}
+  datasets: dict[tuple, data.Dataset | None] = {}
   groups = program_groups(todo, _RUNS_PER_PROGRAM.value)
   for i, group in enumerate(groups, 1):
     config = group[0][1]
-    key = (config.dataset, config.data_source, config.data_dir)
-    if key not in datasets:
-      datasets[key] = data.load_dataset(
-          config.dataset, source=config.data_source, data_dir=config.data_dir
-      )
+    key = data.config_key(config)
+    if key not in datasets:  # None for a folder dataset (read at setup).
+      datasets[key] = data.load_configured(config)
     schedule = (
         f"lr x{config.lr_decay} from epochs {list(config.lr_milestones)}"
         if config.lr_milestones else "constant lr"

@@ -101,12 +101,10 @@ def load_data(
     dataset: data_lib.Dataset | None = None,
 ) -> data_lib.NoisyDataset:
   """Loads the dataset (unless given) and applies the configured noise."""
-  if data_lib.get_spec(config.dataset).layout is not None:
-    return real_noise.make_folder_dataset(config)
   if dataset is None:
-    dataset = data_lib.load_dataset(
-        config.dataset, source=config.data_source, data_dir=config.data_dir
-    )
+    dataset = data_lib.load_configured(config)
+  if dataset is None:  # A folder dataset: its release's own protocol.
+    return real_noise.make_folder_dataset(config)
   return data_lib.make_noisy_dataset(
       dataset,
       config.noise_type,

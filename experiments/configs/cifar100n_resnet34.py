@@ -4,15 +4,16 @@ Source: Wei et al., "Learning with Noisy Labels Revisited: A Study Using
 Real-World Human Annotations", ICLR 2022, and its code (UCSC-REAL/
 cifar-10-100n): ResNet-34, SGD lr 0.1, momentum 0.9, weight decay 5e-4,
 batch 128, 100 epochs with the rate divided by 10 after epoch 60. Its label
-fields (noise rates from its Table 1): "noisy_label" (40.20% noise). Set config.label_field to
-choose; tau follows the field's rate. The CE and CDR accuracies of the
+field (noise rate from its Table 1): "noisy_label" in its release,
+"noise_label" in tfds's cifar100_n (40.20% noise); config.label_field.
+tau follows that rate. The CE and CDR accuracies of the
 source are not quoted here: CDR is not among its baselines. Our ResNet-34
 keeps the reference code's stem (padding 0).
 """
 
 from experiments.configs import default
 
-LABEL_FIELD = "noisy_label"
+LABEL_FIELD = "noise_label"
 
 
 def get_config():
@@ -21,7 +22,7 @@ def get_config():
   config.model = "resnet34"
   config.input_pipeline = "grain"
   config.label_field = LABEL_FIELD
-  config.noise_type = "none"  # The human labels are the noise.
+  config.noise_type = "real"  # The human labels, as they are.
   config.noise_rate = 0.0
   config.batch_size = 128
   config.num_epochs = 100

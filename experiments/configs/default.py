@@ -25,9 +25,16 @@ FIELDS = {
     "dataset": schema.Str("fashion_mnist"),
     "data_source": schema.Str("auto", loading.SOURCES),
     "data_dir": schema.Str(None, optional=True),
+    # tfds datasets with human labels: the feature training labels come
+    # from (cifar10_n: aggre_label, random_label1..3, worse_label;
+    # cifar100_n: noise_label; experiments/data/tfds_source.py), with
+    # noise_type="real"; the ground truth `label` then only measures
+    # memorization. None = `label`, the dataset's clean label.
+    "label_field": schema.Str(None, optional=True, backfill=True),
     # Noise: symmetric | pairflip | asymmetric | instance | none.
     # "real": the labels a real-noise release ships (the folder datasets of
-    # experiments/data/folders.py), no synthetic noise.
+    # experiments/data/folders.py; tfds food101 and the label_field of
+    # cifar10_n / cifar100_n), no synthetic noise, noise_rate 0.
     "noise_type": schema.Str(
         "instance", (*noise.NOISE_TYPES, noise.CLEAN, noise.REAL)),
     "noise_rate": schema.Real(0.4, 0.0, 1.0, high_open=True),

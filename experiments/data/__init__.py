@@ -10,6 +10,8 @@
 
 from experiments.data.dataset import Dataset
 from experiments.data.dataset import Split
+from experiments.data.loading import config_key
+from experiments.data.loading import load_configured
 from experiments.data.loading import load_dataset
 from experiments.data.protocol import make_noisy_dataset
 from experiments.data.protocol import NoisyDataset
@@ -17,6 +19,6 @@ from experiments.data.specs import DatasetSpec
 from experiments.data.specs import get_spec
 
 __all__ = (
-    "Dataset", "DatasetSpec", "NoisyDataset", "Split", "get_spec",
-    "load_dataset", "make_noisy_dataset",
+    "Dataset", "DatasetSpec", "NoisyDataset", "Split", "config_key",
+    "get_spec", "load_configured", "load_dataset", "make_noisy_dataset",
 )

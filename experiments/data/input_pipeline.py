@@ -1,7 +1,8 @@
 """The grain input path: a split streamed from host memory or disk.
 
 A split is a random-access store of examples - uint8 images in host memory
-(F-MNIST, CIFAR) or image file paths (the folder datasets) - with their
+(F-MNIST, CIFAR), image file paths (the folder datasets) or a tfds split
+read on access (`tfds_source.TfdsImages`: Food-101, CIFAR-N) - with their
 labels. Each epoch is a `grain.MapDataset` over the epoch's order (the same
 seeded permutation as the device path, `steps.epoch_permutation`), mapped
 through the dataset's preprocessing (decode, then random-resized-crop +
@@ -39,7 +40,8 @@ class SplitStore(NamedTuple):
   """One split's examples as the grain path reads them.
 
   Attributes:
-    images: uint8 ``(n, h, w, c)`` images, or ``(n,)`` file paths.
+    images: uint8 ``(n, h, w, c)`` images, ``(n,)`` file paths, or a
+      ``tfds_source.TfdsImages`` store (an image per index).
     labels: int32 ``(n,)`` labels (noisy for training and validation).
     is_clean: bool ``(n,)``: whether each label is the verified one (only
       for the label precision of a method's selection; never trained on).
@@ -69,15 +71,20 @@ class Preprocessing(NamedTuple):
   seed: int
 
   def __call__(self, image, index: int, epoch: int) -> np.ndarray:
-    if isinstance(image, (str, np.str_)):
+    is_path = isinstance(image, (str, np.str_))
+    # Files, and decoded images of another size than the input (tfds
+    # Food-101's vary), are sized here; in-memory arrays come at size.
+    if is_path or (self.size is not None
+                   and image.shape[:2] != (self.size, self.size)):
       if not self.train or self.policy != "random_resized_crop":
         # Evaluation, and training without augmentation: the eval resize
         # + center crop (decoded at no less than the resize).
-        image = image_ops.decode(str(image), min_side=self.resize)
+        if is_path:
+          image = image_ops.decode(str(image), min_side=self.resize)
         image = image_ops.resize_center_crop(image, self.resize, self.size)
         if not self.train or self.policy == "none":
           return image
-      else:
+      elif is_path:
         # Full resolution: a small random crop keeps its detail, as
         # torchvision's RandomResizedCrop on the decoded image does.
         image = image_ops.decode(str(image))

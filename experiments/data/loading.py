@@ -1,8 +1,10 @@
 """Loads a clean dataset from one of its sources.
 
-The whole data set lives in memory as numpy arrays (the largest, CIFAR, is
-150 MB of uint8), which keeps the pipeline exact, seedable and free of
-TensorFlow. Three sources give the same ``Dataset``:
+The labels live in memory as numpy arrays, and so do the images (the
+largest in-memory set, CIFAR, is 150 MB of uint8) except on the grain path,
+where tfds images stay on disk (``stream``; Food-101 would take 11 GB).
+That keeps the pipeline exact, seedable and free of TensorFlow. Three
+sources give the same ``Dataset``:
 
 * ``"tfds"``: ``tfds.data_source`` (``experiments.data.tfds_source``); the
   dataset must already be prepared in ``data_dir``.
@@ -80,6 +82,7 @@ def load_dataset(
     data_dir: str | None = None,
     label_field: str | None = None,
     image_size: int | None = None,
+    stream: bool = False,
 ) -> Dataset:
   """Loads a whole dataset into memory as uint8 NHWC images and int32 labels.
 
@@ -99,7 +102,11 @@ def load_dataset(
       always the ground truth.
     image_size: tfds only: centre-crop and resize every image to this square
       side. Defaults to the native size, or ``VARIABLE_SIZE_DEFAULT`` for
-      datasets whose images vary in size (food101).
+      datasets whose images vary in size (food101); with ``stream`` the
+      grain preprocessing resizes instead.
+    stream: tfds only: leave the images on disk, as
+      ``tfds_source.TfdsImages`` stores the grain path reads example by
+      example (other sources are read into memory).
 
   Returns:
     The dataset.
@@ -116,7 +123,8 @@ def load_dataset(
         f"label_field and image_size apply to source='tfds', not {source!r}."
     )
   if source == "tfds":
-    dataset = tfds_source.load(name, data_dir, label_field, image_size)
+    dataset = tfds_source.load(name, data_dir, label_field, image_size,
+                               stream)
   else:
     if data_dir is None:
       raise errors.UserError(
@@ -132,3 +140,32 @@ def load_dataset(
   _check_labels_in_range(dataset.train, dataset.num_classes, f"{name} train")
   _check_labels_in_range(dataset.test, dataset.num_classes, f"{name} test")
   return dataset
+
+
+def load_configured(config) -> Dataset | None:
+  """The clean dataset a run's config names, or None for a folder dataset
+  (read at setup by ``real_noise.make_folder_dataset``).
+
+  On the grain path (``config.input_pipeline == "grain"``) tfds splits stay
+  on disk (``stream``); otherwise they are read into memory.
+  """
+  name = specs.canonical_name(config.dataset)
+  if specs.get_spec(name).layout is not None:
+    if config.label_field is not None:
+      raise errors.UserError(
+          f"label_field applies to tfds datasets; {name} reads its labels"
+          " from its release's list files.")
+    return None
+  return load_dataset(
+      name, source=config.data_source, data_dir=config.data_dir,
+      label_field=config.label_field,
+      image_size=None if config.input_pipeline == "grain" else config.image_size,
+      stream=config.input_pipeline == "grain",
+  )
+
+
+def config_key(config) -> tuple:
+  """What `load_configured` depends on: runs with equal keys share a load."""
+  return (specs.canonical_name(config.dataset), config.data_source,
+          config.data_dir, config.label_field, config.input_pipeline,
+          config.image_size)

@@ -17,6 +17,9 @@ from experiments.data.dataset import Dataset
 # Independent random streams drawn from the same seed (second entropy word).
 _SPLIT_STREAM = 1
 _SUBSET_STREAM = 2
+# A training label whose ground truth nobody verified (negative codes of
+# NoisyDataset.train_clean_labels; real_noise.UNKNOWN for folder datasets).
+UNKNOWN_LABEL = -1
 
 
 class NoisyDataset(NamedTuple):
@@ -40,7 +43,8 @@ class NoisyDataset(NamedTuple):
     noise_type: noise model applied (``"none"`` for none).
     noise_rate: requested noise rate.
     realized_rate: fraction of noisy labels over the whole training set
-      (before the split), measured against the ground truth.
+      (before the split), measured against the ground truth (None where
+      no ground truth is known).
     transition: ``(c, c)`` transition matrix of the applied noise, or
       ``None`` (instance noise, or labels that were already noisy).
     corruption_rate: the expected fraction of wrong training labels, from
@@ -60,7 +64,7 @@ class NoisyDataset(NamedTuple):
   test_labels: np.ndarray
   noise_type: str
   noise_rate: float
-  realized_rate: float
+  realized_rate: float | None
   transition: np.ndarray | None
   corruption_rate: float
   # Further test sets, name -> (images, clean labels), e.g. WebVision's
@@ -113,8 +117,8 @@ def make_noisy_dataset(
 
   Args:
     dataset: the loaded dataset.
-    noise_type: one of ``noise.NOISE_TYPES`` or ``"none"``.
-    noise_rate: noise rate in ``[0, 1)`` (0 for ``"none"``).
+    noise_type: one of ``noise.NOISE_TYPES``, ``"none"`` or ``"real"``.
+    noise_rate: noise rate in ``[0, 1)`` (0 for ``"none"`` and ``"real"``).
     seed: seeds the noise and, through an independent stream, the split.
     val_fraction: fraction of the training set held out for validation.
     num_train_examples: if given, the protocol runs on a seeded,
@@ -124,8 +128,9 @@ def make_noisy_dataset(
 
   Returns:
     The noisy, split dataset. For real-noise datasets (labels loaded with a
-    ``label_field``), synthetic noise applies on top of the human labels,
-    the ground truth stays the reference for ``realized_rate``, and
+    ``label_field``), ``noise_type="real"`` trains on the human labels as
+    they are (another noise type applies on top of them); the ground truth
+    stays the reference for ``realized_rate`` and memorization, and
     ``transition`` is ``None``.
   """
   train = dataset.train
@@ -133,27 +138,33 @@ def make_noisy_dataset(
     train = _take(train, balanced_subset(
         _ground_truth(train), num_train_examples, dataset.num_classes, seed
     ))
-  noisy = noise.add_noise(
-      noise_type,
-      labels=train.labels,
-      rate=noise_rate,
-      num_classes=dataset.num_classes,
-      seed=seed,
-      features=train.images,
-      dataset=dataset.name,
-  )
-  clean = _ground_truth(train)
-  transition = noisy.transition if train.clean_labels is None else None
-  realized = float(np.mean(noisy.labels != clean))
+  if noise_type == noise.REAL:
+    labels, clean, realized = _as_released(train, noise_rate)
+    transition, corruption_rate = None, realized or 0.0
+  else:
+    noisy = noise.add_noise(
+        noise_type,
+        labels=train.labels,
+        rate=noise_rate,
+        num_classes=dataset.num_classes,
+        seed=seed,
+        features=train.images,
+        dataset=dataset.name,
+    )
+    labels, clean = noisy.labels, _ground_truth(train)
+    transition = noisy.transition if train.clean_labels is None else None
+    realized = float(np.mean(labels != clean))
+    corruption_rate = (
+        noisy.corruption_rate if train.clean_labels is None else realized)
   train_idx, val_idx = split_indices(len(clean), val_fraction, seed)
   return NoisyDataset(
       name=dataset.name,
       num_classes=dataset.num_classes,
       train_images=train.images[train_idx],
-      train_labels=noisy.labels[train_idx],
+      train_labels=labels[train_idx],
       train_clean_labels=clean[train_idx],
       val_images=train.images[val_idx],
-      val_labels=noisy.labels[val_idx],
+      val_labels=labels[val_idx],
       val_clean_labels=clean[val_idx],
       test_images=dataset.test.images,
       test_labels=dataset.test.labels,
@@ -161,10 +172,25 @@ def make_noisy_dataset(
       noise_rate=noise_rate,
       realized_rate=realized,
       transition=transition,
-      corruption_rate=(
-          noisy.corruption_rate if train.clean_labels is None else realized
-      ),
+      corruption_rate=corruption_rate,
   )
+
+
+def _as_released(split, noise_rate: float):
+  """``noise_type="real"``: the labels as the dataset ships them.
+
+  Returns the labels, the ground-truth codes (the split's clean labels, or
+  ``UNKNOWN_LABEL`` everywhere when the release has none, as Food-101's)
+  and the realized noise rate where the ground truth is known, else None.
+  """
+  if noise_rate != 0:
+    raise errors.UserError(
+        f"noise type '{noise.REAL}' trains on the labels as released; it "
+        f"needs noise_rate 0, got {noise_rate!r}.")
+  clean = split.clean_labels
+  if clean is None:
+    return split.labels, np.full_like(split.labels, UNKNOWN_LABEL), None
+  return split.labels, clean, float(np.mean(split.labels != clean))
 
 
 def _ground_truth(split):

@@ -249,11 +249,7 @@ def test_cdr_step_in_bfloat16_is_finite_and_state_stays_float32():
 def test_real_noise_configs_validate_and_build(name):
   from experiments import grid  # pylint: disable=import-outside-toplevel
   from experiments import run_config  # pylint: disable=import-outside-toplevel
-  from experiments.configs import default  # pylint: disable=import-outside-toplevel
   from experiments.data import specs  # pylint: disable=import-outside-toplevel
-  if name.startswith("cifar") and "label_field" not in default.FIELDS:
-    pytest.skip("config.label_field (CIFAR-N's label columns) does not exist "
-                "yet; the CIFAR-N configs set it")
   config = grid.load_config(name)
   run_config.validate(config)
   spec = specs.get_spec(config.dataset) if hasattr(specs, "get_spec") else (
