@@ -194,9 +194,11 @@ def plot_curves(grid, runs, metric, ylabel, path, milestones=()) -> bool:
   summaries = [run["summary"] for found in runs.values() for run in found]
   schedule = (f"lr x0.1 from epochs {list(milestones)}" if milestones
               else "constant lr")
+  budget = (grid_lib.OWN_SCHEDULE if grid.num_epochs is None
+            else f"{grid.num_epochs} epochs, {schedule}")
   title = (
       f"{describe_runs(summaries)}: {ylabel.replace(' (%)', '')} per epoch\n"
-      f"{grid.num_epochs} epochs, {schedule}; {_seeds(grid, drawn, style)}"
+      f"{budget}; {_seeds(grid, drawn, style)}"
   )
   # About 11 characters of a medium title per inch of figure.
   fig.suptitle("\n".join(textwrap.fill(line, 11 * width)

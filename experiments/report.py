@@ -174,14 +174,15 @@ def markdown_report(grid, milestones_used, runs, diverged=None) -> str:
   seeds = f"seeds {list(grid.seeds)}" + "".join(
       f" ({list(s)} for {', '.join(ms)})" for s, ms in others.items()
   )
+  if grid.num_epochs is None:
+    budget = grid_lib.OWN_SCHEDULE
+  elif milestones_used:
+    budget = (f"{grid.num_epochs} epochs, lr decayed at epochs "
+              f"{list(milestones_used)}")
+  else:
+    budget = f"{grid.num_epochs} epochs, constant learning rate"
   lines = [
-      f"Configs: {', '.join(grid.configs)}; {seeds}; "
-      f"{grid.num_epochs} epochs, "
-      + (
-          f"lr decayed at epochs {list(milestones_used)}.\n"
-          if milestones_used
-          else "constant learning rate.\n"
-      ),
+      f"Configs: {', '.join(grid.configs)}; {seeds}; {budget}.\n",
       "Cells: mean+-sample std over seeds, in %.\n",
       "\n## Test accuracy at the epoch of best (noisy) validation accuracy\n\n",
       table(lambda run: run["summary"]["test_acc_at_best_val"]),
@@ -245,7 +246,8 @@ def write_report(header, runs, results_dir) -> str:
   grid, milestones = packs.grid_of(header)
   cells = by_cell(grid, runs)
   first_config = grid_lib.load_config(grid.configs[0])
-  used = grid_lib.lr_milestones(
+  # Configs with their own schedules share no milestones to draw.
+  used = () if grid.num_epochs is None else grid_lib.lr_milestones(
       first_config, grid.num_epochs, milestones, grid.scale_milestones
   )
   text = markdown_report(grid, used, cells, _diverged(grid, runs))

@@ -29,7 +29,14 @@ Presets (--grid, experiments/grid.py), each overridable flag by flag:
 * fmnist_table: Fashion-MNIST, LeNet-5, {symmetric, asymmetric, pairflip,
   instance} x {20%, 40%}, ce vs cdr_ref, 2 seeds, 8 epochs: about an hour;
 * fmnist_mlp: Fashion-MNIST, MLP 784-1024-1024-10 on all images, symmetric
-  and instance 40%, ce vs cdr_ref, 1 seed, 15 epochs.
+  and instance 40%, ce vs cdr_ref, 1 seed, 15 epochs;
+* real_noise: Food-101, WebVision-mini, Clothing1M, CIFAR-10N, CIFAR-100N
+  (grid.REAL_NOISE_CONFIGS), each config with its source's model, epochs
+  and schedule on the labels its release ships (noise type "real"), ce vs
+  cdr_ref vs cdr_paper, 1 seed. The folder datasets each read their own
+  --data_dir: run one config at a time into one --results_dir
+  (--configs=clothing1m_resnet50 --data_dir=/data/clothing1m), then
+  --report_only for the table of all five.
 
   python -m experiments.reproduce --grid=main
   python -m experiments.reproduce --grid=fmnist_table --methods=ce,cdr_ref,cdr_paper
