@@ -6,6 +6,7 @@ import os
 import tempfile
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -15,7 +16,11 @@ def write_atomic(path: str, text: str | bytes) -> None:
   The text goes to a unique temporary file in the same directory, is flushed
   to disk, and replaces `path` in one rename; a kill at any moment leaves
   either the old file or the new one (and at worst a stray temporary file).
+  In a multi-process run only process 0 writes: the others compute the
+  same files (experiments/distributed.py).
   """
+  if jax.process_index() != 0:
+    return
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(
       dir=directory, prefix=".tmp-", suffix=os.path.basename(path)

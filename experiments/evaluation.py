@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 
 from experiments import atomic
+from experiments import distributed
 from experiments import run_config
 from experiments.data import augment
 from experiments.data import DatasetSpec
@@ -44,13 +45,14 @@ def make_predict_fn(
     x = lax.with_sharding_constraint(x, batch_sharding)
     return method.predict(state, augment.normalize(x, spec))
 
-  return jax.jit(predict)
+  # Replicated logits: every process of a multi-process run reads them all.
+  return jax.jit(predict, out_shardings=NamedSharding(mesh, P()))
 
 
 def predict_split(predict_fn, state, split: DeviceSplit, batch_size: int):
   """Logits of every example of a split, as a numpy array."""
   logits = [
-      predict_fn(state, split.images, start)
+      distributed.in_order(predict_fn(state, split.images, start))
       for start in range(0, split.images.shape[0], batch_size)
   ]
   return np.concatenate(jax.device_get(logits))[: split.size]
@@ -66,7 +68,7 @@ def to_device(
   pad = -len(labels) % batch_size
   images = np.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
   labels = np.pad(labels, (0, pad))
-  images, labels = jax.device_put((images, labels), NamedSharding(mesh, P()))
+  images, labels = distributed.replicate((images, labels), mesh)
   return DeviceSplit(images, labels, size=len(labels) - pad)
 
 

@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 
+from experiments import distributed
 from experiments import evaluation
 from experiments import methods
 from experiments import phases
@@ -46,10 +47,10 @@ class DeviceFeed:
                spec: DatasetSpec, mesh: jax.sharding.Mesh,
                method: methods.Method):
     self._config, self._spec, self._mesh = config, spec, mesh
-    self.arrays = jax.device_put(
+    self.arrays = distributed.replicate(
         steps.TrainArrays(data.train_images, data.train_labels,
                           data.train_labels == data.train_clean_labels),
-        NamedSharding(mesh, P()),
+        mesh,
     )
     batch = config.eval_batch_size
     self._splits = {
@@ -69,10 +70,10 @@ class DeviceFeed:
 
   def epoch_calls(self, plan, epoch, start=0, iterator_state=None):
     del iterator_state  # Epoch-end checkpoints only.
-    perm = jax.device_put(
-        steps.epoch_permutation(self._config.seed, epoch,
-                                len(self.arrays.labels)),
-        NamedSharding(self._mesh, P()),
+    perm = distributed.replicate(
+        np.asarray(steps.epoch_permutation(self._config.seed, epoch,
+                                           len(self.arrays.labels))),
+        self._mesh,
     )
     return _Calls(((n, (self.arrays, perm)) for n in
                    phases.calls_from(plan, start, self._config.steps_per_call)),
@@ -112,8 +113,12 @@ class GrainFeed:
         lambda state, images: method.predict(
             state, augment.normalize(images, spec)),
         in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
+        # Every process gets every logit (evaluation is reduced globally).
+        out_shardings=NamedSharding(mesh, P()),
     )
     self.skipped_images = 0
+    # (phase, epoch) -> that epoch's iterator, its workers already started.
+    self._started = {}
 
   def make_train_fn(self, plan: phases.PhasePlan, num_steps: int) -> Callable:
     return steps.make_fed_train_fn(
@@ -122,20 +127,35 @@ class GrainFeed:
     )
 
   def epoch_calls(self, plan, epoch, start=0, iterator_state=None):
+    if start and iterator_state is None:
+      raise ValueError("a mid-epoch start needs the iterator's state.")
+    started, self._started = self._started, {}
+    iterator = started.pop((plan.phase.name, epoch), None) if not start else None
+    for unused in started.values():
+      unused.close()
+    if iterator is None:
+      iterator = input_pipeline.iterate(self._epoch_batches(plan, epoch),
+                                        iterator_state)
+    if self._config.num_workers and epoch < plan.last_epoch:
+      # The next epoch's workers start now: their start-up (a process that
+      # imports grain and jax, seconds on a busy host) overlaps this epoch
+      # instead of stalling the next one (benchmarks/input_pipeline.py).
+      following = input_pipeline.iterate(self._epoch_batches(plan, epoch + 1))
+      following.start_prefetch()
+      self._started[(plan.phase.name, epoch + 1)] = following
+    counts = phases.calls_from(plan, start, self._config.steps_per_call)
+    return _Calls(self._stacked(iterator, counts), state=iterator.get_state)
+
+  def _epoch_batches(self, plan, epoch):
     store = self._stores["train"]
     order = np.asarray(steps.epoch_permutation(
         self._config.seed, epoch, len(store.labels)))
-    order = order[:plan.steps_per_epoch * plan.batch_size]
-    dataset = input_pipeline.batches(
-        store, order, plan.batch_size, self._train_prep, epoch=epoch,
+    return input_pipeline.batches(
+        store, order[:plan.steps_per_epoch * plan.batch_size],
+        plan.batch_size, self._train_prep, epoch=epoch,
         num_workers=self._config.num_workers,
         skip_corrupt=self._config.skip_corrupt_images,
     )
-    if start and iterator_state is None:
-      raise ValueError("a mid-epoch start needs the iterator's state.")
-    iterator = input_pipeline.iterate(dataset, iterator_state)
-    counts = phases.calls_from(plan, start, self._config.steps_per_call)
-    return _Calls(self._stacked(iterator, counts), state=iterator.get_state)
 
   def _stacked(self, iterator, counts) -> Iterator[tuple[int, tuple]]:
     for num_steps in counts:
@@ -162,8 +182,9 @@ class GrainFeed:
     )
     sharding = NamedSharding(self._mesh, P("data"))
     logits = [
-        self._predict_fn(method_state, jax.make_array_from_process_local_data(
-            sharding, b["images"]))
+        distributed.in_order(self._predict_fn(
+            method_state,
+            jax.make_array_from_process_local_data(sharding, b["images"])))
         for b in dataset
     ]
     return np.concatenate(

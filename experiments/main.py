@@ -23,6 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import cli
+from experiments import distributed
 from experiments import run_config
 from experiments import train
 from experiments import workdir_lock
@@ -51,7 +52,10 @@ def main(argv):
   config = flags.FLAGS.config
   run_config.validate(config)  # Before anything starts JAX or reads data.
   cli.check_output_dir(_WORKDIR.value, "--workdir")
-  with workdir_lock.hold(_WORKDIR.value, "--workdir"):
+  distributed.initialize_from_flags()
+  distributed.quiet_unless_writer()
+  with workdir_lock.hold(_WORKDIR.value, "--workdir",
+                         primary=distributed.is_writer()):
     summary = train.train_and_evaluate(config, _WORKDIR.value)
   if summary is None:
     print(f"Stopped early; rerun the same command to resume in {_WORKDIR.value}")

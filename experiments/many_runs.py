@@ -96,12 +96,16 @@ def train_and_evaluate_many(
   group = group_config(configs)
   if dataset is None:
     dataset = data_lib.load_configured(group)
+  if group.input_pipeline != "device":
+    raise errors.UserError(
+        "runs trained together (runs_per_program > 1) need "
+        "input_pipeline='device'.")
   exps, states = zip(*(train.setup(c, dataset) for c in configs))
   lead = exps[0]
   if len({e.steps_per_epoch for e in exps}) > 1:
     raise errors.UserError("the runs' epochs have different numbers of steps.")
   state = _stack(states)
-  arrays = _stack([e.train_arrays for e in exps])
+  arrays = _stack([e.feed.arrays for e in exps])
   keys = jnp.stack([steps.augment_key(c.seed) for c in configs])
   fns: dict[tuple[str, int], Callable] = {}
   for workdir in [*workdirs, group_dir]:

@@ -55,6 +55,7 @@ from absl import logging
 
 from experiments import cli
 from experiments import data
+from experiments import distributed
 from experiments import divergence
 from experiments import errors
 from experiments import grid as grid_lib
@@ -281,8 +282,11 @@ def main(argv):
       else os.path.join("runs", _GRID.value)
   )
   cli.check_output_dir(results_dir, "--results_dir")
+  distributed.initialize_from_flags()
+  distributed.quiet_unless_writer()
   # One grid per results folder: a second one fails here, at once.
-  with workdir_lock.hold(results_dir, "--results_dir"):
+  with workdir_lock.hold(results_dir, "--results_dir",
+                         primary=distributed.is_writer()):
     if _FROM.value:
       print(report_from(_FROM.value, results_dir))
       print(f"Wrote {results_dir}/results.md, its plots and {packs.FILENAME}")

@@ -12,16 +12,18 @@ the method once in `setup` and calls the method's `init`, `train_step`,
 
 Design notes:
 
-* The whole dataset (uint8) is put on the devices once. Every epoch draws a
-  permutation with `jax.random.permutation`; the jitted step slices its
-  batch's indices from the permutation at `step % steps_per_epoch` and
-  gathers the images on device, so no data crosses the host per step.
+* Every epoch draws a permutation with `jax.random.permutation`. Batches
+  reach the step by one of two input paths (experiments/feeds.py): the
+  whole uint8 split on the devices, gathered by the jitted step from the
+  permutation (no data crosses the host per step), or the same batches
+  streamed by grain from memory or disk.
 * Every epoch has `num_train // batch_size` steps: the last partial batch is
   dropped (the reference code's DataLoader keeps it). Dropping it keeps one
   compiled step shape and the batch divisible by the number of devices; at
   most batch_size - 1 examples per epoch are skipped, a different set each
   epoch.
-* Data parallelism: a 1-D mesh over the local devices ('data'); the batch is
+* Data parallelism: a 1-D mesh over every device of every process
+  (experiments/distributed.py; process 0 writes the files); the batch is
   sharded along it, the method's state and the dataset are replicated, and
   XLA inserts the gradient all-reduce. BatchNorm statistics are then over
   the global batch, so any device count computes the same step (up to float
@@ -33,18 +35,14 @@ Design notes:
 """
 
 import os
-import sys
 import time
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
 from experiments import atomic
 from experiments import checkpoints as ckpt
@@ -57,6 +55,7 @@ from experiments import methods
 from experiments import mid_epoch
 from experiments import models
 from experiments import phases
+from experiments import progress
 from experiments import run_config
 from experiments import data as data_lib
 from experiments.data import real_noise
@@ -158,6 +157,10 @@ def setup(
   run_config.validate(config, mesh.devices.size)
   spec = data_lib.get_spec(config.dataset)
   data = load_data(config, dataset)
+  distributed.check_same(
+      "labels, noise and split", data.train_labels, data.train_clean_labels,
+      data.val_labels, np.asarray(steps.epoch_permutation(
+          config.seed, 1, len(data.train_labels))))
   steps_per_epoch = len(data.train_labels) // config.batch_size
   if steps_per_epoch == 0:
     raise errors.UserError(
@@ -174,7 +177,7 @@ def setup(
       corruption_rate=data.corruption_rate,
   )
   plans = phases.phase_plans(method, config, len(data.train_labels), mesh.devices.size)
-  state = jax.device_put(state, NamedSharding(mesh, P()))
+  state = distributed.replicate(state, mesh)
   experiment = Experiment(
       config=config,
       method=method,
@@ -195,16 +198,6 @@ def _train_fn(exp: Experiment, plan: phases.PhasePlan, num_steps: int) -> Callab
   if key not in exp.train_fns:
     exp.train_fns[key] = exp.feed.make_train_fn(plan, num_steps)
   return exp.train_fns[key]
-
-
-def _progress_bar(config, epoch: int, total: int) -> tqdm.tqdm:
-  return tqdm.tqdm(
-      total=total,
-      desc=f"epoch {epoch}",
-      unit="step",
-      leave=False,
-      disable=not (config.log_progress and sys.stderr.isatty()),
-  )
 
 
 def zero_totals(exp: Experiment, state: steps.LoopState, epoch: int):
@@ -237,28 +230,22 @@ def train_epoch(
   totals = resume["totals"] if resume else zero_totals(exp, state, epoch)
   calls = exp.feed.epoch_calls(plan, epoch, start,
                                resume["iterator"] if resume else None)
-  begin, done = time.perf_counter(), start
-  with _progress_bar(config, epoch, plan.steps_per_epoch) as bar:
-    bar.update(start)
+  with progress.EpochProgress(config, epoch, plan.steps_per_epoch, start,
+                              plan.batch_size, calls) as bar:
     for num_steps, args in calls:
       state, totals = _train_fn(exp, plan, num_steps)(state, totals, *args)
-      done += num_steps
-      bar.update(num_steps)
-      rate = (done - start) * plan.batch_size / (time.perf_counter() - begin)
-      bar.set_postfix(img_s=f"{rate:.0f}",
-                      wait=f"{calls.input_wait_s / (time.perf_counter() - begin):.0%}")
-      if after_call is not None and done < plan.steps_per_epoch:
+      bar.advance(num_steps)
+      if after_call is not None and bar.done < plan.steps_per_epoch:
         after_call(state, totals, {
-            "epoch": epoch, "step_in_epoch": done, "step": epoch_start + done,
-            "num_steps": num_steps, "iterator": calls.state})
+            "epoch": epoch, "step_in_epoch": bar.done,
+            "step": epoch_start + bar.done, "num_steps": num_steps,
+            "iterator": calls.state})
   record = {"epoch": epoch, "step": int(state.step), "phase": plan.phase.name,
             "learning_rate": learning_rate}
   record.update(steps.epoch_means(
       jax.device_get(totals), plan.steps_per_epoch, plan.batch_size
   ))
-  elapsed = time.perf_counter() - begin
-  record["images_per_s"] = (done - start) * plan.batch_size / elapsed
-  record["input_wait"] = calls.input_wait_s / elapsed
+  record.update(bar.rates())
   return state, record
 
 
