@@ -103,9 +103,11 @@ SPECS: dict[str, DatasetSpec] = {
         DatasetSpec("cifar100", 100, **_CIFAR100),
         DatasetSpec("cifar100_n", 100, **_CIFAR100),
         # Food-101 has no "test" split in tfds; its "validation" is the test.
-        # Its statistics stay the 0.5 / 0.5 its device-path runs used.
+        # Variable-size photos: only the grain path reads it, with the
+        # ImageNet-style augmentation and statistics of the other photos.
         DatasetSpec(
-            "food101", 101, tfds_splits=("train", "validation"), **_RESNET50
+            "food101", 101, tfds_splits=("train", "validation"),
+            **_IMAGENET_STATS, **_RESNET50, policy=_RRC,
         ),
         DatasetSpec(
             "clothing1m", 14, **_IMAGENET_STATS, **_RESNET50, policy=_RRC,
