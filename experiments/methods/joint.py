@@ -53,7 +53,6 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_dict
 import numpy as np
 import optax
 
@@ -67,6 +66,9 @@ from experiments.methods.base import Method
 from experiments.methods.base import NetworkState
 from experiments.methods.base import Phase
 from experiments.methods.base import StepInfo
+from experiments.methods.joint_labels import joint_loss
+from experiments.methods.joint_labels import soft_cross_entropy
+from experiments.methods.joint_labels import update_window
 from experiments.methods.supervised import SupervisedState
 
 DESCRIPTION = "Joint Optimization: learn soft labels (CE + prior + entropy), retrain"
@@ -106,9 +108,6 @@ def default_args() -> ml_collections.ConfigDict:
   return schema.defaults(ARGS)
 
 
-
-
-
 def check_config(
     args: ml_collections.ConfigDict, config: ml_collections.ConfigDict
 ) -> None:
@@ -125,71 +124,6 @@ def check_config(
         f"method_args begin_epoch={begin} is after stage 1 ({first} epochs): "
         "the labels would never be updated."
     )
-
-
-def joint_loss(
-    logits: jax.Array, targets: jax.Array, prior: jax.Array,
-    alpha: float, beta: float,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """L_c + alpha * L_p + beta * L_e of one batch, and the three terms.
-
-  Args:
-    logits: (B, C).
-    targets: (B, C) soft labels (rows sum to 1).
-    prior: (C,) class prior p.
-    alpha: weight of the prior term KL(p || mean_i s_i).
-    beta: weight of the entropy term of the predictions.
-  """
-  log_probs = jax.nn.log_softmax(logits)
-  probs = jnp.exp(log_probs)
-  label_term = -jnp.mean(jnp.sum(targets * log_probs, axis=-1))
-  mean_probs = jnp.mean(probs, axis=0)
-  prior_term = jnp.sum(prior * (jnp.log(prior) - jnp.log(mean_probs)))
-  entropy_term = -jnp.mean(jnp.sum(probs * log_probs, axis=-1))
-  total = label_term + alpha * prior_term + beta * entropy_term
-  return total, {
-      "label_loss": label_term, "prior_loss": prior_term,
-      "entropy_loss": entropy_term,
-  }
-
-
-def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-  """Mean over the batch of -sum_j target_j log softmax(logits)_j."""
-  return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
-
-
-class LabelWindow(NamedTuple):
-  """The labels after an epoch's update (host-side numpy)."""
-
-  recent_predictions: np.ndarray  # (num_recent, N, C) ring buffer.
-  num_recorded: int  # Epochs in the buffer, at most num_recent.
-  soft_labels: np.ndarray  # (N, C).
-
-
-def update_window(
-    recent_predictions: np.ndarray,
-    num_recorded: int,
-    epoch_predictions: np.ndarray,
-    noisy_labels: np.ndarray,
-    epoch: int,
-) -> LabelWindow:
-  """Adds 1-based `epoch`'s predictions; soft labels = the window's mean.
-
-  Rows of `epoch_predictions` that are all zero (examples no step has visited)
-  enter as the one-hot noisy label.
-  """
-  num_recent, _, num_classes = recent_predictions.shape
-  predictions = np.array(epoch_predictions, np.float32)
-  unvisited = ~predictions.any(axis=1)
-  predictions[unvisited] = np.eye(num_classes, dtype=np.float32)[
-      noisy_labels[unvisited]
-  ]
-  recent = np.array(recent_predictions, np.float32)
-  recent[(epoch - 1) % num_recent] = predictions
-  num_recorded = min(num_recorded + 1, num_recent)
-  # The filled slots are the first num_recorded (the ring fills in order).
-  soft = recent[:num_recorded].mean(axis=0)
-  return LabelWindow(recent, num_recorded, soft)
 
 
 class JointState(NamedTuple):
