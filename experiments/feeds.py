@@ -18,6 +18,7 @@ as uint8, sharded over the mesh with `jax.make_array_from_process_local_data`.
 With augmentation off both paths feed the step the same batches.
 """
 
+import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -130,21 +131,27 @@ class GrainFeed:
     if start and iterator_state is None:
       raise ValueError("a mid-epoch start needs the iterator's state.")
     started, self._started = self._started, {}
-    iterator = started.pop((plan.phase.name, epoch), None) if not start else None
+    ahead = started.pop((plan.phase.name, epoch), None) if not start else None
     for unused in started.values():
       unused.close()
-    if iterator is None:
-      iterator = input_pipeline.iterate(self._epoch_batches(plan, epoch),
-                                        iterator_state)
+    if ahead is None:
+      ahead = _Started(input_pipeline.iterate(
+          self._epoch_batches(plan, epoch), iterator_state), fetch=False)
     if self._config.num_workers and epoch < plan.last_epoch:
       # The next epoch's workers start now: their start-up (a process that
       # imports grain and jax, seconds on a busy host) overlaps this epoch
       # instead of stalling the next one (benchmarks/input_pipeline.py).
-      following = input_pipeline.iterate(self._epoch_batches(plan, epoch + 1))
-      following.start_prefetch()
-      self._started[(plan.phase.name, epoch + 1)] = following
+      self._started[(plan.phase.name, epoch + 1)] = _Started(
+          input_pipeline.iterate(self._epoch_batches(plan, epoch + 1)))
     counts = phases.calls_from(plan, start, self._config.steps_per_call)
-    return _Calls(self._stacked(iterator, counts), state=iterator.get_state)
+    return _Calls(self._stacked(ahead.batches(), counts),
+                  state=ahead.iterator.get_state)
+
+  def close(self) -> None:
+    """Stops the workers started ahead for an epoch that will not run."""
+    for started in self._started.values():
+      started.close()
+    self._started = {}
 
   def _epoch_batches(self, plan, epoch):
     store = self._stores["train"]
@@ -194,6 +201,38 @@ class GrainFeed:
 def _eval_store(images, labels) -> input_pipeline.SplitStore:
   return input_pipeline.SplitStore(images, np.asarray(labels, np.int32),
                                    np.ones(len(labels), np.int8))
+
+
+class _Started:
+  """An epoch's grain iterator, its first batch fetched by a thread: grain
+  starts an epoch's worker processes at the first `next`."""
+
+  def __init__(self, iterator, fetch: bool = True):
+    self.iterator, self._first, self._error = iterator, [], None
+    self._thread = threading.Thread(target=self._fetch, daemon=True)
+    if fetch:
+      self._thread.start()
+
+  def _fetch(self):
+    try:
+      self._first.append(next(self.iterator))
+    except BaseException as e:  # pylint: disable=broad-except
+      self._error = e  # Raised where the batch is used.
+
+  def _join(self):
+    if self._thread.ident is not None:
+      self._thread.join()
+
+  def close(self):
+    self._join()
+    self.iterator.close()
+
+  def batches(self) -> Iterator[dict[str, np.ndarray]]:
+    self._join()
+    if self._error is not None:
+      raise self._error
+    yield from self._first
+    yield from self.iterator
 
 
 class _Calls:

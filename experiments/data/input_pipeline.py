@@ -34,6 +34,7 @@ from experiments.data import image_ops
 from experiments.data.specs import DatasetSpec
 
 _AUGMENT_STREAM = 3
+_MIN_SHM_SIZE = 1 << 16
 
 
 class SplitStore(NamedTuple):
@@ -156,6 +157,22 @@ class _Examples:
             "is_clean": np.False_, "skipped": np.int32(0)}
 
 
+class _Batch:
+  """A row of positions -> the stacked batch (runs in grain workers).
+
+  One grain element per batch rather than per example: grain's per-element
+  overhead (map, batch, and a worker's hand-over to the training process)
+  is paid once per batch (experiments/benchmarks/input_pipeline.py).
+  """
+
+  def __init__(self, examples: _Examples):
+    self._examples = examples
+
+  def __call__(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+    examples = [self._examples(p) for p in positions]
+    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+
+
 def _local_positions(num_positions: int, batch_size: int) -> np.ndarray:
   """Positions of this process's rows of every global batch, (batches, rows)."""
   count = jax.process_count()
@@ -190,15 +207,18 @@ def batches(
   _ensure_flags()
   rows = _local_positions(len(order), batch_size)
   dataset = (
-      grain.MapDataset.source(rows.reshape(-1))
-      .map(_Examples(store, np.asarray(order), prep, epoch, skip_corrupt))
-      .batch(rows.shape[1], drop_remainder=True)
+      grain.MapDataset.source(rows)
+      .map(_Batch(_Examples(store, np.asarray(order), prep, epoch,
+                            skip_corrupt)))
       .to_iter_dataset()
   )
   if num_workers:
-    dataset = dataset.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=num_workers)
-    )
+    # Small arrays (labels, indices; 28 x 28 images) cross from the workers
+    # pickled: a shared-memory block per array costs more than the copy
+    # (grain's DatasetOptions.min_shm_size).
+    dataset = grain.experimental.WithOptionsIterDataset(
+        dataset, grain.experimental.DatasetOptions(min_shm_size=_MIN_SHM_SIZE)
+    ).mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return dataset
 
 
