@@ -4,10 +4,12 @@ A run whose loss went to nan would otherwise train to its last epoch and
 write a summary that looks like a result. The loop's epoch sums (the
 `totals` of every compiled call) are non-finite from the first step with a
 non-finite metric on, and parameters that went non-finite make the next
-step's loss non-finite; so `Watch` keeps a reference to each call's sums
-(no transfer, no synchronization: the calls stay asynchronous) and, at the
-end of the epoch, before anything of it is saved, fetches them all at once
-with one reduction over the parameters. The error names the epoch and the
+step's loss non-finite. So after dispatching each compiled call, `Watch`
+fetches the previous call's sums - a few scalars that are ready, or nearly,
+while the new call runs: no new computation is queued and the calls stay
+pipelined - and stops the run within one call of the divergence; at the
+end of the epoch, before anything of it is saved, it also checks the
+parameters with one reduction. The error names the epoch and the
 compiled call (its steps) where the run went non-finite. A diverged epoch is
 never checkpointed, so the newest checkpoint is the last good one, and no
 summary.json is written.
@@ -67,6 +69,16 @@ class Watch:
     self._calls: list[tuple[int, int, Any]] = []
 
   def after_call(self, state, totals, position: dict[str, Any]) -> None:
+    if self._calls:
+      step, num_steps, previous = self._calls[-1]
+      bad = [f"{k}={v}" for k, v in jax.device_get(previous).items()
+             if not math.isfinite(float(v))]
+      if bad:
+        first = step - num_steps + 1
+        where = f"steps {first}-{step}" if first < step else f"step {step}"
+        raise Diverged(_message(position["epoch"], where,
+                                f"non-finite metrics ({', '.join(bad)})"),
+                       position["epoch"], step)
     self._calls.append((position["step"], position["num_steps"], totals))
     if self._then is not None:
       self._then(state, totals, position)
@@ -96,13 +108,14 @@ class Watch:
              else f"steps {first}-{end}" if first < end else f"step {end}")
     what = (f"non-finite metrics ({', '.join(bad)})" if bad
             else "non-finite parameters")
-    kept = (f"the newest checkpoint is epoch {epoch - 1}" if epoch > 1
-            else "there is no checkpoint")
-    raise Diverged(
-        f"training diverged in epoch {epoch}, {where}: {what}. Epoch {epoch} "
-        f"was not saved ({kept}); try a lower learning rate.",
-        epoch, end,
-    )
+    raise Diverged(_message(epoch, where, what), epoch, end)
+
+
+def _message(epoch: int, where: str, what: str) -> str:
+  kept = (f"the newest checkpoint is epoch {epoch - 1}" if epoch > 1
+          else "there is no checkpoint")
+  return (f"training diverged in epoch {epoch}, {where}: {what}. Epoch "
+          f"{epoch} was not saved ({kept}); try a lower learning rate.")
 
 
 def check_call(state, totals, position: dict[str, Any]) -> None:
