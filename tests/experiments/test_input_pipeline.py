@@ -59,7 +59,6 @@ def _all_batches(num_workers, policy="crop_flip"):
   return list(dataset)
 
 
-@pytest.mark.slow
 def test_worker_count_does_not_change_batches():
   """Augmentation draws from (seed, epoch, index): 0 and 2 workers agree."""
   inline, workers = _all_batches(0), _all_batches(2)
