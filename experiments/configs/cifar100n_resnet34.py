@@ -11,26 +11,16 @@ source are not quoted here: CDR is not among its baselines. Our ResNet-34
 keeps the reference code's stem (padding 0).
 """
 
-from experiments.configs import default
+from experiments.configs import cifar10n_resnet34
 
 LABEL_FIELD = "noise_label"
 
 
 def get_config():
-  config = default.get_config()
+  """CIFAR-10N's setting (same source, same optimizer) on CIFAR-100N."""
+  config = cifar10n_resnet34.get_config()
   config.dataset = "cifar100_n"
-  config.model = "resnet34"
-  config.input_pipeline = "grain"
   config.label_field = LABEL_FIELD
-  config.noise_type = "real"  # The human labels, as they are.
-  config.noise_rate = 0.0
-  config.batch_size = 128
-  config.num_epochs = 100
-  config.learning_rate = 0.1
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.lr_milestones = (61,)
-  config.eval_batch_size = 500
   for flavour in ("cdr_ref", "cdr_paper"):
     config.method_args[flavour].tau = 0.402
   return config
