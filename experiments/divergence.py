@@ -29,7 +29,6 @@ import ml_collections
 
 from experiments import atomic
 from experiments import errors
-from experiments import grid as grid_lib
 from experiments import run_config
 
 MARKER = "diverged.json"
@@ -147,15 +146,6 @@ def marked(workdir: str) -> dict[str, Any] | None:
     return None
   with open(path) as f:
     return json.load(f)
-
-
-def count(grid, results_dir: str) -> dict[tuple, int]:
-  """Diverged runs of a grid by (config, noise type, rate, method)."""
-  counts: dict[tuple, int] = {}
-  for run in grid_lib.runs(grid):
-    if marked(grid_lib.run_dir(results_dir, *run)) is not None:
-      counts[run[:-1]] = counts.get(run[:-1], 0) + 1
-  return counts
 
 
 def cell(text: str, diverged: int) -> str:
