@@ -1,9 +1,12 @@
 """The grain input path: same batches as the device path, workers, resumption."""
 
+import os
+
 import numpy as np
 import pytest
 
 from experiments import train
+from experiments.data import idx
 from experiments.data import input_pipeline
 from experiments.data import specs
 from tests.experiments.conftest import make_tiny_config
@@ -105,3 +108,19 @@ def test_eval_order_is_padded_to_the_batch():
 def test_specs_declare_the_grain_fields():
   for spec in specs.SPECS.values():
     assert spec.policy in ("none", "crop_flip", "random_resized_crop")
+
+
+@pytest.mark.skipif(not os.path.isdir(idx.DEBIAN_FASHION_MNIST_DIR),
+                    reason="needs the Debian Fashion-MNIST files")
+def test_grain_path_equals_device_path_on_fashion_mnist(tmp_path):
+  """The real files, a 600-image subset, cdr_ref: identical epochs."""
+  overrides = dict(dataset="fashion_mnist", data_source="idx", model="mlp",
+                   mlp_hidden=(64,), num_train_examples=600, method="cdr_ref",
+                   batch_size=32, eval_batch_size=100)
+  runs = []
+  for pipeline in ("device", "grain"):
+    config = make_tiny_config(num_epochs=2, input_pipeline=pipeline,
+                              **overrides)
+    train.train_and_evaluate(config, str(tmp_path / pipeline))
+    runs.append(without_times(read_metrics(str(tmp_path / pipeline))))
+  assert runs[0] == runs[1]
