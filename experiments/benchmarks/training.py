@@ -79,10 +79,12 @@ def _config(model: str, method: str, dataset: str, batch_size: int):
   return config
 
 
-def _step_timer(model, method, steps_per_call, num_calls, mesh):
+def _step_timer(model, method, steps_per_call, num_calls, mesh,
+                setting=None, dtype="float32"):
   """Returns a function that times `num_calls` calls, in seconds per step."""
-  dataset, shape, batch_size, _, _ = _SETTINGS[model]
+  dataset, shape, batch_size, _, _ = setting or _SETTINGS[model]
   config = _config(model, method, dataset, batch_size)
+  config.dtype = dtype
   num_examples = batch_size * steps_per_call * num_calls
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (num_examples, *shape), dtype=np.uint8)
@@ -122,12 +124,18 @@ def _step_timer(model, method, steps_per_call, num_calls, mesh):
   return measure
 
 
-def time_steps(model: str, steps_per_call: int, rounds: int, mesh):
-  """Median seconds per step of each method, measured in interleaved rounds."""
-  steps = _SETTINGS[model][3]
+def time_steps(model: str, steps_per_call: int, rounds: int, mesh,
+               setting=None, dtype="float32"):
+  """Median seconds per step of each method, measured in interleaved rounds.
+
+  `setting` (a `_SETTINGS` row) and `dtype` (the model's compute dtype)
+  override the model's defaults (experiments/benchmarks/suite.py).
+  """
+  steps = (setting or _SETTINGS[model])[3]
   num_calls = max(1, steps // steps_per_call)
   timers = {
-      m: _step_timer(model, m, steps_per_call, num_calls, mesh)
+      m: _step_timer(model, m, steps_per_call, num_calls, mesh, setting,
+                     dtype)
       for m in _METHODS
   }
   samples = {m: [] for m in _METHODS}
