@@ -18,8 +18,7 @@ Sources of the defaults:
   (0.6959, 0.6537, 0.6371) / (0.3113, 0.3192, 0.3214), which a model trained
   from scratch may prefer). ANIMAL-10N's authors publish no statistics, and
   its loaders in the literature borrow CIFAR-10's or Clothing1M's; we use
-  ImageNet's, as for the other web photographs. Food-101 through tfds keeps
-  the 0.5 / 0.5 of its earlier runs.
+  ImageNet's, as for the other web photographs, Food-101 included.
 * 224 training crop, resize 256 + centre crop 224 for evaluation: ResNet-50
   on ImageNet (He et al. 2016; torchvision's reference recipe). 299 / 342 /
   299 for Inception-ResNet-v2 (Szegedy et al. 2017; torchvision's Inception
