@@ -13,6 +13,7 @@ import pytest
 
 from experiments import grid
 from experiments import packs
+from conftest import TIME_FIELDS
 from conftest import make_tiny_dataset as tiny_dataset
 from conftest import read_metrics
 from conftest import REPO
@@ -243,7 +244,8 @@ def _strip_times(value):
   if isinstance(value, dict):
     return {
         k: _strip_times(v) for k, v in value.items()
-        if not (k.endswith("time_s") or k.startswith("seconds_per_epoch"))
+        if not (k.endswith("time_s") or k.startswith("seconds_per_epoch")
+                or k in TIME_FIELDS)
     }
   if isinstance(value, list):
     return [_strip_times(v) for v in value]

@@ -22,6 +22,7 @@ from conftest import read_metrics
 _MEASURED = {
     "test_acc", "train_clean_acc", "val_clean_acc", "memorization",
     "mislabeled_correct", "label_precision", "train_time_s", "epoch_time_s",
+    "images_per_s", "input_wait",
 }
 # The tiny dataset's 144 training examples cannot hold DMI's 256 batch.
 _ARGS = {"dmi": {"batch_size": 32, "ce_epochs": 1}}

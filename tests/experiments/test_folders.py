@@ -566,7 +566,7 @@ def test_spec_rows_for_the_input_workers():
   assert sizes["animal10n"] == (64, 64, 64, "crop_flip")
   assert sizes["cifar10"] == sizes["cifar100_n"] == (32, 32, 32, "crop_flip")
   assert sizes["fashion_mnist"] == (28, 28, 28, "none")
-  assert sizes["food101"] == (224, 256, 224, "none")
+  assert sizes["food101"] == (224, 256, 224, rrc)
   imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
   for name in folders.LAYOUTS:
     assert specs.SPECS[name][2:4] == imagenet

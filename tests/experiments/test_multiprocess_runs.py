@@ -102,8 +102,9 @@ def _assert_same_run(a, b):
 
 
 def _one_process(workdir, method, pipeline):
-  subprocess.run(_command(workdir, method, pipeline), cwd=REPO, env=_env(4),
-                 check=True, capture_output=True)
+  done = subprocess.run(_command(workdir, method, pipeline), cwd=REPO,
+                        env=_env(4), capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("method,pipeline", [
