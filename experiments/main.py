@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from experiments import cli
 from experiments import distributed
+from experiments import errors
 from experiments import run_config
 from experiments import train
 from experiments import workdir_lock
@@ -40,7 +41,6 @@ config_flags.DEFINE_config_file(
     + ", ".join(f"{k}={v}" for k, v in default.get_config().items()),
     lock_config=True,
 )
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
@@ -49,6 +49,13 @@ def main(argv):
   # Progress is printed; absl's INFO lines (backend probing, a dozen per
   # orbax checkpoint) would bury it.
   logging.set_verbosity(logging.WARNING)
+  # Checked here rather than marked required at import: importing this
+  # module (tests, notebooks) must not add validators to every later parse.
+  missing = [f"--{name}" for name in ("config", "workdir")
+             if flags.FLAGS[name].value is None]
+  if missing:
+    raise errors.UserError(
+        f"{' and '.join(missing)} required (--helpshort lists the flags).")
   config = flags.FLAGS.config
   run_config.validate(config)  # Before anything starts JAX or reads data.
   cli.check_output_dir(_WORKDIR.value, "--workdir")

@@ -96,7 +96,6 @@ config_flags.DEFINE_config_file(
     "overrides. Its method is set to s2e.",
     lock_config=True,
 )
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def beta_score(hyper: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -226,6 +225,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # One line per training (above) instead of the loop's and orbax's logs.
   logging.set_verbosity(logging.WARNING)
+  # Checked here, not marked required at import (see experiments/main.py).
+  missing = [f"--{name}" for name in ("config", "workdir")
+             if flags.FLAGS[name].value is None]
+  if missing:
+    raise app.UsageError(f"{' and '.join(missing)} required.")
   config = flags.FLAGS.config
   workdir = _WORKDIR.value
   n_iter, n_samples = BUDGETS[_BUDGET.value]

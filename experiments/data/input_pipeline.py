@@ -21,7 +21,6 @@ batch (process p of P takes rows [p B / P, (p + 1) B / P)), so the global
 batch is the same whatever the process count.
 """
 
-import sys
 from typing import Any, Iterator, NamedTuple
 
 from absl import flags
@@ -189,7 +188,7 @@ def _ensure_flags() -> None:
   # grain reads absl flags; a library caller (tests, notebooks) may not have
   # parsed any.
   if not flags.FLAGS.is_parsed():
-    flags.FLAGS(sys.argv[:1], known_only=True)
+    flags.FLAGS.mark_as_parsed()
 
 
 def batches(
