@@ -62,6 +62,9 @@ class DeviceFeed:
     self._predict_fn = evaluation.make_predict_fn(method, spec, batch, mesh)
     self.splits = SPLITS
 
+  def close(self) -> None:
+    """Nothing to stop (the grain path's workers)."""
+
   def make_train_fn(self, plan: phases.PhasePlan, num_steps: int) -> Callable:
     return steps.make_train_fn(
         plan.phase.train_step, self._spec, self._config, self._mesh,

@@ -34,6 +34,7 @@ Design notes:
   checkpoint, so epochs that ran after it are neither lost nor duplicated.
 """
 
+import contextlib
 import os
 import time
 from typing import Any, Callable, NamedTuple
@@ -318,7 +319,8 @@ def train_and_evaluate(
   exp, state = setup(config, dataset)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   with (ckpt.manager(workdir, config.checkpoints_to_keep) as checkpoints,
-        mid_epoch.manager(workdir) as mid_checkpoints):
+        mid_epoch.manager(workdir) as mid_checkpoints,
+        contextlib.closing(exp.feed)):  # Grain workers started ahead.
     (state, best), history, _ = ckpt.restore(
         checkpoints, (state, initial_best(exp, state)), config
     )
