@@ -22,6 +22,7 @@ import pytest
 from experiments import checkpoints as ckpt
 from experiments import errors
 from experiments import methods
+from experiments import packs
 from experiments import run_config
 from experiments import schema
 from experiments import workdir_lock
@@ -400,16 +401,21 @@ def test_a_saved_config_without_a_backfilled_field_reads_as_its_default():
   ]
 
 
-def test_every_run_the_regimes_grid_resumes_is_readable_by_this_version():
-  """The background grid's workdirs predate fields added since: each one's
-  config.json must still read as the same run (so that the grid resumes)."""
-  paths = glob.glob(os.path.join(
-      REPO, "experiments/results/regimes/runs/**/config.json"), recursive=True)
-  if not paths:
-    pytest.skip("no regimes runs here")
-  for path in paths:
+def test_every_committed_run_is_readable_by_this_version():
+  """Committed grids predate fields added since: each packed run's config
+  must still read as the same run, so that its grid resumes from the pack
+  (and a workdir of the running regimes grid, where one is on disk)."""
+  saved_configs = []
+  for pack in glob.glob(os.path.join(REPO, "experiments/results/*/runs.jsonl.gz")):
+    _, runs = packs.read(pack)
+    saved_configs += [(f"{pack}: {key}", run["summary"]["config"])
+                      for key, run in runs.items() if "summary" in run]
+  for path in glob.glob(os.path.join(
+      REPO, "experiments/results/regimes/runs/**/config.json"), recursive=True):
     with open(path) as f:
-      saved = json.load(f)
+      saved_configs.append((path, json.load(f)))
+  assert saved_configs
+  for path, saved in saved_configs:
     config = default.get_config()
     for key, value in saved.items():
       if key == "method_args":
