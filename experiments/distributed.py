@@ -21,6 +21,7 @@ no survivor waits forever in a collective.
 import hashlib
 import os
 import sys
+from typing import Callable, Sequence
 
 from absl import flags
 import jax
@@ -136,12 +137,13 @@ def in_order(result):
   return jax.block_until_ready(result) if jax.process_count() > 1 else result
 
 
-def check_same(what: str, *arrays: np.ndarray) -> None:
-  """Stops every process with one line if `arrays` differ between them."""
+def check_same(what: str, arrays: Callable[[], Sequence[np.ndarray]]) -> None:
+  """Stops every process with one line if `arrays()` differ between them
+  (computed only in a multi-process run)."""
   if jax.process_count() == 1:
     return
   digest = hashlib.sha256()
-  for a in arrays:
+  for a in arrays():
     digest.update(np.ascontiguousarray(a).tobytes())
   local = np.frombuffer(digest.digest()[:8], np.int64)
   everyone = multihost_utils.process_allgather(local)

@@ -158,10 +158,10 @@ def setup(
   run_config.validate(config, mesh.devices.size)
   spec = data_lib.get_spec(config.dataset)
   data = load_data(config, dataset)
-  distributed.check_same(
-      "labels, noise and split", data.train_labels, data.train_clean_labels,
-      data.val_labels, np.asarray(steps.epoch_permutation(
-          config.seed, 1, len(data.train_labels))))
+  distributed.check_same("labels, noise and split", lambda: (
+      data.train_labels, data.train_clean_labels, data.val_labels,
+      np.asarray(steps.epoch_permutation(config.seed, 1,
+                                         len(data.train_labels)))))
   steps_per_epoch = len(data.train_labels) // config.batch_size
   if steps_per_epoch == 0:
     raise errors.UserError(
