@@ -126,6 +126,16 @@ def replicate(tree, mesh: jax.sharding.Mesh):
   )
 
 
+def gathered_outputs(mesh: jax.sharding.Mesh) -> dict:
+  """jit options that replicate a function's outputs in a multi-process run,
+  so that every process reads every logit; one process reads its sharded
+  outputs as they are (an all-gather there would only add a collective,
+  which independent calls on one host's CPU devices can deadlock on)."""
+  if jax.process_count() == 1:
+    return {}
+  return {"out_shardings": NamedSharding(mesh, P())}
+
+
 def in_order(result):
   """`result`, waited for in a multi-process run.
 

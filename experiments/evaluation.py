@@ -45,8 +45,7 @@ def make_predict_fn(
     x = lax.with_sharding_constraint(x, batch_sharding)
     return method.predict(state, augment.normalize(x, spec))
 
-  # Replicated logits: every process of a multi-process run reads them all.
-  return jax.jit(predict, out_shardings=NamedSharding(mesh, P()))
+  return jax.jit(predict, **distributed.gathered_outputs(mesh))
 
 
 def predict_split(predict_fn, state, split: DeviceSplit, batch_size: int):

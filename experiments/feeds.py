@@ -117,8 +117,7 @@ class GrainFeed:
         lambda state, images: method.predict(
             state, augment.normalize(images, spec)),
         in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))),
-        # Every process gets every logit (evaluation is reduced globally).
-        out_shardings=NamedSharding(mesh, P()),
+        **distributed.gathered_outputs(mesh),
     )
     self.skipped_images = 0
     # (phase, epoch) -> that epoch's iterator, its workers already started.
