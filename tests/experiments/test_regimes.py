@@ -28,6 +28,10 @@ def test_cells_vary_size_schedule_and_model_as_named():
   reused = [p for p in parts if not p[2]]
   assert [p[0].configs for p in reused] == [("fashion_mnist_mlp_memorize",)]
   assert reused[0][1] == regimes.MEMORIZE_TABLE
+  # Every cell and the sweep train once, whatever the order.
+  assert sorted(regimes.TRAIN_ORDER) == sorted(
+      [c.config for c in regimes.CELLS] + ["sweep"])
+  assert regimes.SWEEP in [p[0] for p in parts]
 
 
 def _run(seed, best, memorized):
