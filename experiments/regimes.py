@@ -269,6 +269,16 @@ def markdown(runs) -> str:
   ])
 
 
+def _row_name(runs, cell: Cell) -> str:
+  """The cell's name, with how many of its runs are done unless all are."""
+  expected = len(NOISES) * len(METHODS) * len(SEEDS)
+  done = sum(len(runs.get((cell.config, t, RATE, m), []))
+             for t in NOISES for m in METHODS)
+  if done >= expected:
+    return cell.name
+  return f"{cell.name}\n({'not run yet' if not done else f'{done}/{expected} runs'})"
+
+
 _MARKERS = {"cdr_ref": ("o", "tab:blue"), "cdr_paper": ("s", "tab:red")}
 
 
@@ -277,7 +287,7 @@ def plot_map(runs, path: str) -> bool:
   fig, axes = plt.subplots(2, len(NOISES), figsize=(13, 7.5), sharey=True,
                            squeeze=False)
   drawn = False
-  names = [c.name for c in CELLS]
+  names = [_row_name(runs, c) for c in CELLS]
   for row, (metric, label) in enumerate((
       (_best, "CDR - CE, test acc at best noisy val (points)"),
       (_memorized, "CDR - CE, memorized at last epoch (points)"))):

@@ -57,3 +57,14 @@ def test_report_of_an_empty_map(tmp_path):
   assert "| MLP 60k paper / ce | - | - | - |" in text
   assert os.path.exists(tmp_path / "results.md")
   assert not os.path.exists(tmp_path / "regime_map.png")
+
+
+def test_map_rows_say_which_cells_are_incomplete():
+  cell = regimes.CELLS[1]
+  assert regimes._row_name({}, cell) == f"{cell.name}\n(not run yet)"
+  runs = {(cell.config, t, regimes.RATE, m): [_run(0, 0.5, 0.1),
+                                              _run(1, 0.5, 0.1)]
+          for t in regimes.NOISES for m in regimes.METHODS}
+  assert regimes._row_name(runs, cell) == cell.name
+  runs[(cell.config, "instance", regimes.RATE, "ce")].pop()
+  assert regimes._row_name(runs, cell) == f"{cell.name}\n(17/18 runs)"
